@@ -1,0 +1,117 @@
+"""The task registry: `@task` turns a function of one pydantic args model into a named task.
+
+The decorated name stays a plain module-level function that takes the args as keyword
+arguments, so RQ stores it by its dotted name (rq-dashboard shows the real task) and a
+worker imports exactly the function that the API enqueued.
+"""
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from service import errors
+
+
+class TaskArgs(BaseModel):
+    """Base for a task's args model: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+A = TypeVar("A", bound=TaskArgs)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    func: Callable[..., Any]
+    args_model: type[TaskArgs]
+    queue: str
+    timeout_s: int
+    max_attempts: int
+    backoff_s: float
+    description: str
+
+    def validate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The args as the task will see them (defaults filled in), or ArgsInvalid."""
+        try:
+            return self.args_model.model_validate(args).model_dump(mode="json")
+        except ValidationError as exc:
+            raise errors.ArgsInvalid(self.name, exc) from exc
+
+    def schema(self) -> dict[str, Any]:
+        return self.args_model.model_json_schema()
+
+
+_tasks: dict[str, Task] = {}
+
+
+def task(
+    *,
+    name: str | None = None,
+    queue: str = "default",
+    timeout_s: int = 180,
+    max_attempts: int = 1,
+    backoff_s: float = 5.0,
+) -> Callable[[Callable[[A], Any]], Callable[..., Any]]:
+    """Register `fn(args: SomeArgs)` as a task; the returned function takes the args as kwargs."""
+
+    def register(fn: Callable[[A], Any]) -> Callable[..., Any]:
+        model = _args_model(fn)
+        task_name = name or fn.__name__
+
+        @functools.wraps(fn)
+        def run(**kwargs: Any) -> Any:
+            return fn(model.model_validate(kwargs))  # type: ignore[arg-type]
+
+        if task_name in _tasks and _tasks[task_name].func.__qualname__ != fn.__qualname__:
+            raise ValueError(f"task {task_name!r} is registered twice")
+        _tasks[task_name] = Task(
+            name=task_name,
+            func=run,
+            args_model=model,
+            queue=queue,
+            timeout_s=timeout_s,
+            max_attempts=max_attempts,
+            backoff_s=backoff_s,
+            description=inspect.getdoc(fn) or "",
+        )
+        return run
+
+    return register
+
+
+def _args_model(fn: Callable[..., Any]) -> type[TaskArgs]:
+    params = list(inspect.signature(fn, eval_str=True).parameters.values())
+    if len(params) != 1 or not (
+        inspect.isclass(params[0].annotation) and issubclass(params[0].annotation, TaskArgs)
+    ):
+        raise TypeError(f"task {fn.__qualname__} must take exactly one TaskArgs parameter")
+    model: type[TaskArgs] = params[0].annotation
+    return model
+
+
+def load(modules: Iterable[str]) -> None:
+    """Import the modules that define tasks (they register themselves)."""
+    for module in modules:
+        importlib.import_module(module)
+
+
+def get(name: str) -> Task:
+    try:
+        return _tasks[name]
+    except KeyError:
+        raise errors.TaskUnknown(name, sorted(_tasks)) from None
+
+
+def all_tasks() -> list[Task]:
+    return sorted(_tasks.values(), key=lambda t: t.name)
+
+
+def queues() -> list[str]:
+    return sorted({t.queue for t in _tasks.values()})

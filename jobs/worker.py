@@ -1,0 +1,225 @@
+"""RQ workers that keep the ledger current.
+
+All ledger writes happen in the worker's main process, around RQ's own `execute_job`:
+
+1. claim the row (`queued → started`, attempt + 1, lease); no row means skip the job
+   (canceled, already running, duplicate delivery, or not one of ours);
+2. let RQ run the job: in a forked work horse (`LedgerWorker`) or in-process
+   (`SimpleLedgerWorker`);
+3. read the outcome RQ stored for this execution and write it, fenced by the attempt.
+
+So a work horse never touches the database for bookkeeping, a horse killed by a signal is
+recorded like any other failure, and the main process keeps one small pool for its life.
+Start with `jobsvc worker [--simple]`, or `rq worker -w jobs.worker.LedgerWorker
+-S rq.serializers.JSONSerializer`.
+"""
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+from uuid import UUID
+
+from redis.exceptions import RedisError
+from rq import SimpleWorker, Worker
+from rq.exceptions import DeserializationError
+from rq.executions import Execution
+from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job
+from rq.queue import Queue
+from rq.results import Result
+from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from jobs import registry
+from service import db, errors, ledger
+from service.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MESSAGE_LIMIT = 2_000
+TRACEBACK_LIMIT = 20_000
+
+
+class LedgerHooks:
+    """The ledger side of a worker; mixed into RQ's `Worker` and `SimpleWorker`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", JSONSerializer)
+        super().__init__(*args, **kwargs)
+        self.settings = get_settings()
+        registry.load(self.settings.task_modules)
+        self._engine: Engine | None = None
+        self._engine_pid = 0
+        self._execution_id: str | None = None
+        self._horse_status: int | None = None
+        self.push_exc_handler(self._remember_error)  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------ database
+
+    @property
+    def engine(self) -> Engine:
+        """This process's engine: created where it is used, never inherited across a fork."""
+        if self._engine is None or self._engine_pid != os.getpid():
+            self._engine = db.create_worker_engine(self.settings)
+            self._engine_pid = os.getpid()
+        return self._engine
+
+    def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run one ledger statement in its own transaction, retrying transient errors."""
+        delay = 0.1
+        for attempt in range(self.settings.worker_db_retries + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(conn, *args)
+            except DBAPIError as exc:
+                if attempt == self.settings.worker_db_retries or not _transient(exc):
+                    raise
+                log.warning("ledger write failed (%s); retrying in %.1fs", exc.orig, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------ RQ hooks
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            job_id = UUID(job.id)
+        except ValueError:
+            log.warning("job %s is not a ledger job; skipping it", job.id)
+            self._skip(job, queue)
+            return
+        try:
+            row = self.write(ledger.claim, job_id, self.name, self.settings.lease_margin_s)  # type: ignore[attr-defined]
+        except DBAPIError as exc:
+            log.error("job %s not claimed, ledger unreachable (%s); it stays queued", job.id, exc.orig)
+            self._skip(job, queue)
+            return
+        if row is None:
+            log.info("job %s skipped: the ledger does not let it start", job.id)
+            self._skip(job, queue)
+            return
+        mismatch = _payload_mismatch(job, row)
+        if mismatch is not None:
+            log.error("job %s not run: %s", job.id, mismatch)
+            self.write(ledger.fail, job_id, row.attempt, _error("payload_mismatch", mismatch))
+            self._skip(job, queue)
+            return
+
+        self._horse_status = None
+        super().execute_job(job, queue)  # type: ignore[misc]
+        self._record_outcome(job, job_id, row.attempt)
+
+    def prepare_execution(self, job: Job) -> Execution:
+        execution: Execution = super().prepare_execution(job)  # type: ignore[misc]
+        self._execution_id = execution.id
+        return execution
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        self._horse_status = ret_val
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[misc]
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        # The horse starts with an empty pool; the parent's connections stay the parent's.
+        if self._engine is not None:
+            self._engine.dispose(close=False)
+        super().main_work_horse(job, queue)  # type: ignore[misc]
+
+    # ------------------------------------------------------------ outcome
+
+    def _remember_error(
+        self,
+        job: Job,
+        exc_type: type[BaseException],
+        exc_value: BaseException,
+        tb: TracebackType | None,
+    ) -> bool:
+        """RQ exception handler (runs where the job ran): keep the error's type and message
+        beside the traceback RQ stores, for the main process to record."""
+        execution = getattr(self, "execution", None)
+        job.meta["error"] = {
+            "execution_id": execution.id if execution else None,
+            "type": "timeout" if issubclass(exc_type, JobTimeoutException) else exc_type.__name__,
+            "message": str(exc_value)[:MESSAGE_LIMIT],
+        }
+        try:
+            job.save_meta()
+        except RedisError:
+            log.warning("job %s: error details not saved to Redis", job.id)
+        return True
+
+    def _record_outcome(self, job: Job, job_id: UUID, attempt: int) -> None:
+        try:
+            result = job.latest_result()
+        except RedisError as exc:
+            log.error("job %s: outcome unreadable (%s); its lease will bring it back", job.id, exc)
+            return
+        if result is None or result.execution_id != self._execution_id:
+            log.error("job %s: no outcome stored for this run; its lease will bring it back", job.id)
+            return
+        if result.type == Result.Type.SUCCESSFUL:
+            written = self.write(ledger.finish, job_id, attempt, result.return_value)
+        else:
+            written = self.write(ledger.fail, job_id, attempt, self._describe_failure(job, result))
+        if written is None:
+            log.info("job %s attempt %d: outcome ignored, the ledger moved on", job.id, attempt)
+
+    def _describe_failure(self, job: Job, result: Result) -> dict[str, Any]:
+        traceback = (result.exc_string or "")[-TRACEBACK_LIMIT:]
+        if self._horse_status is not None:
+            status = self._horse_status
+            how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {status}"
+            return _error("killed", f"work horse ended by {how}", traceback)
+        try:
+            remembered = job.get_meta(refresh=True).get("error") or {}
+        except RedisError:
+            remembered = {}
+        if remembered.get("execution_id") == self._execution_id:
+            return _error(remembered["type"], remembered["message"], traceback)
+        last_line = traceback.strip().splitlines()[-1] if traceback.strip() else "job failed"
+        return _error("error", last_line[:MESSAGE_LIMIT], traceback)
+
+    def _skip(self, job: Job, queue: Queue) -> None:
+        """Forget a dequeued job without running it (the ledger is the record)."""
+        try:
+            IntermediateQueue(queue.key, self.connection).remove(job.id)  # type: ignore[attr-defined]
+        except RedisError:
+            log.warning("job %s: could not clear it from %s's intermediate queue", job.id, queue.name)
+
+
+def _payload_mismatch(job: Job, row: ledger.Job) -> str | None:
+    """Why the RQ payload is not the ledger's job, or None: only the recorded task runs."""
+    try:
+        task = registry.get(row.task)
+    except errors.TaskUnknown:
+        return f"task {row.task!r} is not registered in this worker (JOBS_TASK_MODULES)"
+    expected = f"{task.func.__module__}.{task.func.__qualname__}"
+    try:
+        func_name, args, kwargs = job.func_name, job.args, job.kwargs
+    except (DeserializationError, ValueError, TypeError) as exc:
+        return f"the queued payload cannot be decoded as JSON ({type(exc).__name__})"
+    if func_name != expected or args or kwargs != row.args:
+        return f"the queued payload ({func_name}) does not match the recorded task {row.task!r}"
+    return None
+
+
+def _error(kind: str, message: str, traceback: str | None = None) -> dict[str, Any]:
+    return {"type": kind, "message": message, "traceback": traceback}
+
+
+def _transient(exc: DBAPIError) -> bool:
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
+class LedgerWorker(LedgerHooks, Worker):  # type: ignore[misc]
+    """RQ's forking worker with the ledger hooks: each job runs in a fresh work horse."""
+
+
+class SimpleLedgerWorker(LedgerHooks, SimpleWorker):  # type: ignore[misc]
+    """RQ's in-process worker with the ledger hooks: faster, but cannot stop a running job."""

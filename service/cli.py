@@ -1,0 +1,201 @@
+"""`jobsvc`: the service's processes and its set-up commands."""
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from jobs import registry
+from service import broker, db
+from service.settings import Settings, get_settings
+
+log = logging.getLogger("jobsvc")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fail(message: str) -> None:
+    click.echo(f"jobsvc: {message}", err=True)
+    sys.exit(2)
+
+
+def _require_database(settings: Settings) -> None:
+    engine = db.create_worker_engine(settings)
+    try:
+        with engine.connect():
+            pass
+    except Exception as exc:  # any failure to connect is reported the same way
+        _fail(
+            f"cannot reach PostgreSQL at {db.redacted(str(settings.database_url))}: "
+            f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}"
+        )
+    finally:
+        engine.dispose()
+
+
+def _require_redis(settings: Settings) -> None:
+    try:
+        broker.ping(broker.connect(settings))
+    except Exception as exc:  # any failure to connect is reported the same way
+        _fail(f"cannot reach Redis at {db.redacted(str(settings.redis_url))}: {exc}")
+
+
+@click.group()
+def main() -> None:
+    """Durable background jobs: API, workers and their tools."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes")
+def api(host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API (uvicorn, service.main:app)."""
+    import uvicorn
+
+    settings = get_settings()
+    _setup_logging(settings)
+    _require_database(settings)
+    _require_redis(settings)
+    uvicorn.run(
+        "service.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@main.command()
+@click.argument("queues", nargs=-1)
+@click.option("--burst", is_flag=True, help="quit when the queues are empty")
+@click.option("--simple", is_flag=True, help="run jobs in-process (SimpleWorker): faster, unstoppable")
+@click.option("--name", default=None, help="worker name (default: host.pid)")
+def worker(queues: tuple[str, ...], burst: bool, simple: bool, name: str | None) -> None:
+    """Run an RQ worker that keeps the ledger current (all known queues by default)."""
+    from jobs.worker import LedgerWorker, SimpleLedgerWorker
+
+    settings = get_settings()
+    _setup_logging(settings)
+    _require_database(settings)
+    _require_redis(settings)
+    registry.load(settings.task_modules)
+    names = list(queues) or registry.queues()
+    cls = SimpleLedgerWorker if simple else LedgerWorker
+    w = cls(
+        names,
+        connection=broker.connect(settings),
+        serializer=broker.SERIALIZER,
+        name=name or f"{socket.gethostname()}.{os.getpid()}",
+    )
+    log.info("worker %s ready (%s) on queues: %s", w.name, cls.__name__, ", ".join(names))
+    w.work(burst=burst, logging_level=settings.log_level.upper())
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=9181, show_default=True, type=int)
+def dashboard(host: str, port: int) -> None:
+    """Serve rq-dashboard on the same Redis (JSON serializer, delete disabled)."""
+    from service import dashboard as rq_dashboard
+
+    settings = get_settings()
+    _setup_logging(settings)
+    _require_redis(settings)
+    app = rq_dashboard.build(settings)
+    log.info("dashboard ready on http://%s:%d", host, port)
+    app.run(host=host, port=port)
+
+
+@main.group(name="db")
+def db_group() -> None:
+    """Database set-up."""
+
+
+@db_group.command(name="create")
+def db_create() -> None:
+    """Create the database named in DATABASE_URL if it is missing."""
+    settings = get_settings()
+    _setup_logging(settings)
+    try:
+        created = db.create_database(settings)
+    except Exception as exc:  # any failure to connect is reported the same way
+        _fail(f"cannot create the database at {db.redacted(str(settings.database_url))}: {exc}")
+    url = db.redacted(str(settings.database_url))
+    click.echo(f"created database {url}" if created else f"database {url} exists")
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, type=int, help="API port")
+@click.option("--dashboard-port", default=9181, show_default=True, type=int)
+def run(port: int, dashboard_port: int) -> None:
+    """Everything, in the foreground: local servers if needed, database, migrations, API,
+    worker and dashboard. Ctrl-C stops all."""
+    from service import localservers
+
+    settings = get_settings()
+    _setup_logging(settings)
+    local = localservers.ensure(settings)
+    env = {**os.environ, **local.env}
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        for step in (["jobsvc", "db", "create"], ["alembic", "upgrade", "head"]):
+            subprocess.run(_bin(step), env=env, cwd=PROJECT_ROOT, check=True)
+        for command in (
+            ["jobsvc", "api", "--port", str(port)],
+            ["jobsvc", "worker"],
+            ["jobsvc", "dashboard", "--port", str(dashboard_port)],
+        ):
+            children.append(
+                subprocess.Popen(_bin(command), env=env, cwd=PROJECT_ROOT, start_new_session=True)
+            )
+        log.info("api on http://127.0.0.1:%d, dashboard on http://127.0.0.1:%d", port, dashboard_port)
+        _supervise(children)
+    except subprocess.CalledProcessError as exc:
+        _fail(f"{' '.join(exc.cmd)} failed (exit {exc.returncode})")
+    finally:
+        _stop(children)
+        local.stop()
+
+
+def _bin(command: list[str]) -> list[str]:
+    """A console script from the same environment as this one."""
+    return [str(Path(sys.executable).parent / command[0]), *command[1:]]
+
+
+def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
+    """Wait until Ctrl-C (or SIGTERM), or until one child exits."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        log.error("a process exited; stopping the rest")
+    except KeyboardInterrupt:
+        log.info("stopping")
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 15
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

@@ -1,0 +1,94 @@
+"""Domain errors. The API maps them to HTTP in one place (`service.api.handlers`)."""
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+
+class JobServiceError(Exception):
+    """Base for errors a client can cause or must be told about."""
+
+    status_code = 400
+
+    @property
+    def detail(self) -> Any:
+        return str(self)
+
+
+class TaskUnknown(JobServiceError):
+    status_code = 422
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        super().__init__(f"unknown task {name!r}; known tasks: {', '.join(known)}")
+
+
+class QueueUnknown(JobServiceError):
+    status_code = 422
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        super().__init__(f"unknown queue {name!r}; known queues: {', '.join(known)}")
+
+
+class ArgsInvalid(JobServiceError):
+    status_code = 422
+
+    def __init__(self, task: str, exc: ValidationError) -> None:
+        super().__init__(f"args do not fit task {task!r}")
+        self.errors = [
+            {
+                "type": e["type"],
+                "loc": ["body", "args", *e["loc"]],
+                "msg": e["msg"],
+                "input": e.get("input"),
+            }
+            for e in exc.errors(include_url=False)
+        ]
+
+    @property
+    def detail(self) -> Any:
+        return self.errors
+
+
+class JobNotFound(JobServiceError):
+    status_code = 404
+
+    def __init__(self, job_id: UUID | str) -> None:
+        super().__init__(f"no job with id {job_id}")
+
+
+class JobAlreadyTerminal(JobServiceError):
+    status_code = 409
+
+    def __init__(self, job_id: UUID, status: str) -> None:
+        super().__init__(f"job {job_id} is already {status}; only queued or scheduled jobs can be canceled")
+
+
+class JobRunning(JobServiceError):
+    status_code = 409
+
+    def __init__(self, job_id: UUID) -> None:
+        super().__init__(
+            f"job {job_id} is running; only queued or scheduled jobs can be canceled"
+        )
+
+
+class CursorInvalid(JobServiceError):
+    status_code = 422
+
+    def __init__(self) -> None:
+        super().__init__("cursor is not one this service issued; pass next_cursor unchanged")
+
+
+class LedgerUnavailable(JobServiceError):
+    status_code = 503
+
+    def __init__(self) -> None:
+        super().__init__("the job ledger (PostgreSQL) is unreachable; nothing was recorded, retry later")
+
+
+class OptionInvalid(JobServiceError):
+    """A submit option outside what this service allows."""
+
+    status_code = 422

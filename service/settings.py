@@ -1,0 +1,66 @@
+"""One typed Settings object, read from the environment (and `.env` when present)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, PostgresDsn, RedisDsn, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/jobsvc"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="JOBS_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: PostgresDsn = Field(
+        default=PostgresDsn(DEFAULT_DATABASE_URL),
+        validation_alias=AliasChoices("DATABASE_URL", "JOBS_DATABASE_URL"),
+    )
+    redis_url: RedisDsn = Field(
+        default=RedisDsn(DEFAULT_REDIS_URL),
+        validation_alias=AliasChoices("REDIS_URL", "JOBS_REDIS_URL"),
+    )
+
+    # API database pool
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_connect_timeout_s: float = Field(default=5.0, gt=0)
+
+    # Redis client timeouts: a submit never hangs on an unreachable Redis.
+    redis_connect_timeout_s: float = Field(default=2.0, gt=0)
+    redis_socket_timeout_s: float = Field(default=5.0, gt=0)
+
+    # Tasks and queues
+    task_modules: list[str] = Field(default=["jobs.builtin"])
+    max_timeout_s: int = Field(default=3600, ge=1, description="cap on a submit's timeout_s")
+    result_ttl_s: int = Field(default=500, ge=1, description="how long RQ keeps a result")
+    lease_margin_s: int = Field(default=60, ge=1, description="lease = timeout_s + this margin")
+    list_limit_max: int = Field(default=500, ge=1)
+
+    # Worker ledger writes
+    worker_db_retries: int = Field(default=5, ge=0)
+
+    # Dashboard
+    dashboard_username: str | None = None
+    dashboard_password: SecretStr | None = None
+
+    # Local servers for machines without PostgreSQL or Redis (`jobsvc run`, tests)
+    local_servers: str = Field(default="auto", pattern="^(auto|always|never)$")
+    data_dir: Path = Path(".data")
+    local_pg_port: int = 54329
+    local_redis_port: int = 63799
+
+    log_level: str = "INFO"
+
+    @property
+    def sync_database_url(self) -> str:
+        """The same database through psycopg 3, for the synchronous worker."""
+        return str(self.database_url).replace("+asyncpg", "+psycopg", 1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,131 @@
+"""The ledger's tables. Migrations create them; `service.ledger` is the only module that queries them."""
+
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+TERMINAL = frozenset({Status.FINISHED, Status.FAILED, Status.CANCELED})
+ACTIVE = frozenset(set(Status) - TERMINAL)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _ts(name: str, **kw: object) -> Column[object]:
+    return Column(name, DateTime(timezone=True), **kw)  # type: ignore[arg-type]
+
+
+_statuses = ", ".join(f"'{s}'" for s in Status)
+_active = ", ".join(f"'{s}'" for s in sorted(ACTIVE))
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("task", Text, nullable=False),
+    Column("queue", Text, nullable=False),
+    Column("args", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("status", Text, nullable=False),
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    Column("max_attempts", Integer, nullable=False, server_default=text("1")),
+    Column("timeout_s", Integer, nullable=False),
+    Column("result", JSONB),
+    Column("error", JSONB),
+    Column("progress", JSONB),
+    Column("owner", Text, nullable=False),
+    Column("idempotency_key", Text),
+    Column("meta", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _ts("run_at"),
+    _ts("lease_expires_at"),
+    Column("worker", Text),
+    _ts("created_at", nullable=False, server_default=func.now()),
+    _ts("enqueued_at"),
+    _ts("started_at"),
+    _ts("finished_at"),
+    _ts("updated_at", nullable=False, server_default=func.now()),
+    CheckConstraint(f"status IN ({_statuses})", name="status"),
+    CheckConstraint("attempt >= 0", name="attempt"),
+    CheckConstraint("max_attempts >= 1", name="max_attempts"),
+    CheckConstraint("timeout_s >= 1", name="timeout_s"),
+)
+
+# Listing: newest first per owner, optionally narrowed by status or task (keyset on created_at, id).
+Index("ix_jobs_owner_created", jobs.c.owner, jobs.c.created_at.desc(), jobs.c.id.desc())
+Index(
+    "ix_jobs_owner_status_created",
+    jobs.c.owner,
+    jobs.c.status,
+    jobs.c.created_at.desc(),
+    jobs.c.id.desc(),
+)
+Index(
+    "ix_jobs_owner_task_created",
+    jobs.c.owner,
+    jobs.c.task,
+    jobs.c.created_at.desc(),
+    jobs.c.id.desc(),
+)
+# The reconciler scans only rows that can still change.
+Index(
+    "ix_jobs_active",
+    jobs.c.status,
+    jobs.c.updated_at,
+    postgresql_where=text(f"status IN ({_active})"),
+)
+# One job per client and idempotency key; the index, not a check-then-insert, decides.
+Index(
+    "uq_jobs_owner_idempotency_key",
+    jobs.c.owner,
+    jobs.c.idempotency_key,
+    unique=True,
+    postgresql_where=text("idempotency_key IS NOT NULL"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "job_id",
+        UUID(as_uuid=True),
+        ForeignKey("jobs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    _ts("at", nullable=False, server_default=func.now()),
+    Column("status", Text, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker", Text),
+    Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+)
+Index("ix_job_events_job_id", job_events.c.job_id, job_events.c.id)
