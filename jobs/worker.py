@@ -125,6 +125,12 @@ class LedgerHooks:
         self._horse_status = ret_val
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[misc]
 
+    def teardown(self) -> None:
+        super().teardown()  # type: ignore[misc]
+        if self._engine is not None and self._engine_pid == os.getpid():
+            self._engine.dispose()
+            self._engine = None
+
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         # The horse starts with an empty pool; the parent's connections stay the parent's.
         if self._engine is not None:

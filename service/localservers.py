@@ -191,17 +191,16 @@ def ensure(settings: Settings, database: str = "jobsvc") -> Started:
     if settings.local_servers == "never":
         return started
     always = settings.local_servers == "always"
-    url_set = settings.model_fields_set
-    db_url, redis_url = settings.database_url.hosts()[0], settings.redis_url.hosts()[0]
+    url_set = settings.model_fields_set  # the defaults point at 127.0.0.1:5432 and :6379
 
-    if always or ("database_url" not in url_set and not port_open("127.0.0.1", db_url["port"] or 5432)):
+    if always or ("database_url" not in url_set and not port_open("127.0.0.1", 5432)):
         pg = LocalPostgres(settings.data_dir.resolve() / "postgres", settings.local_pg_port)
         if not port_open("127.0.0.1", pg.port):
             pg.start()
             started.servers.append(pg)
         started.env["DATABASE_URL"] = pg.url(database)
         log.info("using project-local PostgreSQL on 127.0.0.1:%d (data in %s)", pg.port, pg.data_dir)
-    if always or ("redis_url" not in url_set and not port_open("127.0.0.1", redis_url["port"] or 6379)):
+    if always or ("redis_url" not in url_set and not port_open("127.0.0.1", 6379)):
         rd = LocalRedis(settings.data_dir.resolve() / "redis", settings.local_redis_port)
         if not port_open("127.0.0.1", rd.port):
             rd.start()

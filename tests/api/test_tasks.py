@@ -1,0 +1,38 @@
+"""`/tasks`, `/healthz`, `/readyz` and the OpenAPI document."""
+
+import httpx
+
+
+async def test_tasks_publish_their_args_schema(client: httpx.AsyncClient) -> None:
+    r = await client.get("/tasks")
+
+    assert r.status_code == 200
+    tasks = {t["name"]: t for t in r.json()}
+    assert set(tasks) == {"echo", "fail", "sleep"}
+    sleep = tasks["sleep"]
+    assert sleep["queue"] == "default" and sleep["max_attempts"] == 1
+    assert sleep["args_schema"]["required"] == ["seconds"]
+    assert sleep["args_schema"]["properties"]["seconds"]["type"] == "number"
+    assert sleep["args_schema"]["additionalProperties"] is False
+    assert tasks["echo"]["description"] == "Return `value` unchanged."
+
+
+async def test_openapi_shows_each_tasks_args(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+
+    components = schema["components"]["schemas"]
+    assert {"EchoArgs", "FailArgs", "SleepArgs"} <= set(components)
+    assert components["SleepArgs"]["properties"]["seconds"]["maximum"] == 3600
+    refs = [a["$ref"] for a in components["JobIn"]["properties"]["args"]["anyOf"]]
+    assert "#/components/schemas/SleepArgs" in refs
+    examples = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    assert examples["examples"]["sleep"]["value"] == {"task": "sleep", "args": {"seconds": 2}}
+    docs = await client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok", "checks": {}}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}

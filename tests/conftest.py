@@ -1,0 +1,94 @@
+"""Test session set-up: a test database of its own (created and migrated once), a Redis
+database number of its own, and a clean ledger and Redis around every test.
+
+The servers are the machine's (DATABASE_URL/REDIS_URL, else 127.0.0.1 defaults); where
+nothing answers, project-local ones are started, as `jobsvc run` does.
+"""
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from redis import Redis
+from sqlalchemy import Engine, create_engine, make_url, text
+
+from service import localservers
+from service.settings import Settings
+from tests.support import Ledger, create_fresh_database, drop_database, migrate
+
+TEST_DATABASE = os.environ.get("JOBS_TEST_DATABASE", "jobsvc_test")
+TEST_REDIS_DB = int(os.environ.get("JOBS_TEST_REDIS_DB", "13"))
+
+
+def _point_at_test_servers() -> localservers.Started:
+    """Rewrite DATABASE_URL/REDIS_URL to the test database and Redis db before anything reads them."""
+    started = localservers.ensure(Settings(), database=TEST_DATABASE)
+    os.environ.update(started.env)
+    base = Settings()
+    db_url = make_url(str(base.database_url)).set(database=TEST_DATABASE)
+    os.environ["DATABASE_URL"] = db_url.render_as_string(hide_password=False)
+    redis_url = make_url(str(base.redis_url)).set(database=str(TEST_REDIS_DB))
+    os.environ["REDIS_URL"] = redis_url.render_as_string(hide_password=False)
+    os.environ["JOBS_LOCAL_SERVERS"] = "never"  # child processes use exactly these URLs
+    return started
+
+
+_STARTED = _point_at_test_servers()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _STARTED.stop()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def database(settings: Settings) -> Iterator[str]:
+    url = create_fresh_database(settings, TEST_DATABASE)
+    migrate(url)
+    yield url
+    drop_database(settings, TEST_DATABASE)
+
+
+@pytest.fixture(scope="session")
+def sql_engine(settings: Settings, database: str) -> Iterator[Engine]:
+    engine = create_engine(settings.sync_database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_conn(settings: Settings) -> Iterator[Redis]:
+    conn = Redis.from_url(str(settings.redis_url))
+    yield conn
+    conn.flushdb()
+    conn.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_state(sql_engine: Engine, redis_conn: Redis) -> None:
+    """Every test starts with an empty ledger and an empty Redis db."""
+    with sql_engine.begin() as conn:
+        conn.execute(text("TRUNCATE jobs, job_events"))
+    redis_conn.flushdb()
+
+
+@pytest.fixture
+def ledger_rows(sql_engine: Engine) -> Ledger:
+    return Ledger(sql_engine)
+
+
+@pytest.fixture
+async def client(settings: Settings, database: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in-process, lifespan included, through httpx."""
+    from service.main import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c

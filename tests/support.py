@@ -1,0 +1,83 @@
+"""Helpers shared by the tests: databases, direct ledger reads, in-process workers."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, make_url, text
+
+from service.settings import Settings
+
+
+def create_fresh_database(settings: Settings, name: str) -> str:
+    """Drop and create database `name` on the test server; returns its async URL."""
+    url = make_url(settings.sync_database_url)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(str(settings.database_url)).set(database=name).render_as_string(False)
+
+
+def drop_database(settings: Settings, name: str) -> None:
+    url = make_url(settings.sync_database_url)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def migrate(database_url: str, revision: str = "head", *, down: bool = False) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config("alembic.ini")
+    cfg.attributes["database_url"] = database_url
+    cfg.attributes["configure_logger"] = False
+    if down:
+        command.downgrade(cfg, revision)
+    else:
+        command.upgrade(cfg, revision)
+
+
+class Ledger:
+    """Read the ledger directly, as an operator would with psql."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def row(self, job_id: str | uuid.UUID) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT * FROM jobs WHERE id = :id"), {"id": str(job_id)}
+            ).mappings().first()
+        return dict(row) if row else None
+
+    def count(self, where: str = "true") -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT count(*) FROM jobs WHERE {where}")).scalar_one())
+
+    def events(self, job_id: str | uuid.UUID) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT * FROM job_events WHERE job_id = :id ORDER BY id"), {"id": str(job_id)}
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def statuses(self, job_id: str | uuid.UUID) -> list[str]:
+        return [e["status"] for e in self.events(job_id)]
+
+
+def run_worker_burst(settings: Settings, *queues: str) -> None:
+    """Run every queued job in-process with the ledger hooks (SimpleWorker), then return."""
+    from jobs import registry
+    from jobs.worker import SimpleLedgerWorker
+    from service import broker
+
+    registry.load(settings.task_modules)
+    connection = broker.connect(settings)
+    try:
+        worker = SimpleLedgerWorker(list(queues) or registry.queues(), connection=connection)
+        worker.work(burst=True, logging_level="WARNING")
+    finally:
+        connection.close()
