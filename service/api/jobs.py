@@ -38,11 +38,11 @@ async def submit(
     queue_name = body.queue or task.queue
     if queue_name not in registry.queues():
         raise errors.QueueUnknown(queue_name, registry.queues())
-    timeout_s = body.timeout_s or task.timeout_s
-    if timeout_s > settings.max_timeout_s:
+    if body.timeout_s is not None and body.timeout_s > settings.max_timeout_s:
         raise errors.OptionInvalid(
-            f"timeout_s {timeout_s} is over the limit of {settings.max_timeout_s} seconds"
+            f"timeout_s {body.timeout_s} is over the limit of {settings.max_timeout_s} seconds"
         )
+    timeout_s = body.timeout_s or task.timeout_s
 
     job_id = uuid4()
     row = await ledger.insert_job(
