@@ -1,0 +1,109 @@
+"""Real processes: `jobsvc api` (uvicorn) and `jobsvc worker`, driven over HTTP."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.localservers import free_port
+
+BIN = Path(sys.executable).parent
+FINAL = ("finished", "failed", "canceled")
+
+
+class Stack:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.port = free_port()
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        with open(self.log_dir / f"{name}.log", "wb") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                [str(BIN / "jobsvc"), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
+            )
+        self.procs[name] = proc
+        return proc
+
+    def api(self) -> None:
+        self.start("api", "api", "--port", str(self.port))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if self.http.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError(f"API did not come up: {self.log('api')}")
+
+    def worker(self, name: str, *, simple: bool = False) -> subprocess.Popen[bytes]:
+        proc = self.start(name, "worker", *(["--simple"] if simple else []), "--name", name)
+        self.wait_for_log(name, "ready")
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def wait_for_log(self, name: str, needle: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.log(name):
+            assert self.procs[name].poll() is None, self.log(name)
+            assert time.monotonic() < deadline, f"{name} never logged {needle!r}: {self.log(name)}"
+            time.sleep(0.1)
+
+    def submit(self, task: str, **args: Any) -> str:
+        r = self.http.post("/jobs", json={"task": task, "args": args})
+        assert r.status_code == 202, r.text
+        job_id: str = r.json()["id"]
+        return job_id
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = self.http.get(f"/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        job: dict[str, Any] = r.json()
+        return job
+
+    def wait(self, job_id: str, statuses: tuple[str, ...] = FINAL, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["status"] in statuses or time.monotonic() > deadline:
+                return job
+            time.sleep(0.05)
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+        self.http.close()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, database: str) -> Iterator[Stack]:
+    s = Stack(tmp_path)
+    try:
+        s.api()
+        yield s
+    finally:
+        s.close()
