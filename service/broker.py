@@ -53,7 +53,7 @@ def enqueue(
         job_id=str(job_id),
         timeout=timeout_s,
         result_ttl=result_ttl_s,
-        description=f"{task.name} {job_id}",
+        description=task.name,  # what rq-dashboard lists; args stay out of its pages
     )
 
 

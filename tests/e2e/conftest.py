@@ -25,10 +25,11 @@ class Stack:
         self.port = free_port()
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, command: str, *args: str) -> subprocess.Popen[bytes]:
+        """Start a console script of this environment (`jobsvc`, `alembic`) as a process."""
         with open(self.log_dir / f"{name}.log", "wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
-                [str(BIN / "jobsvc"), *args],
+                [str(BIN / command), *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -37,8 +38,8 @@ class Stack:
         self.procs[name] = proc
         return proc
 
-    def api(self) -> None:
-        self.start("api", "api", "--port", str(self.port))
+    def api(self, *command: str) -> None:
+        self.start("api", *(command or ("jobsvc", "api", "--port", str(self.port))))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -49,7 +50,7 @@ class Stack:
         raise AssertionError(f"API did not come up: {self.log('api')}")
 
     def worker(self, name: str, *, simple: bool = False) -> subprocess.Popen[bytes]:
-        proc = self.start(name, "worker", *(["--simple"] if simple else []), "--name", name)
+        proc = self.start(name, "jobsvc", "worker", *(["--simple"] if simple else []), "--name", name)
         self.wait_for_log(name, "ready")
         return proc
 
@@ -86,9 +87,9 @@ class Stack:
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name)
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGTERM)  # a worker busy with a long job waits for it
             try:
-                proc.wait(10)
+                proc.wait(3)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
