@@ -98,7 +98,9 @@ class LedgerHooks:
         try:
             row = self.write(ledger.claim, job_id, self.name, self.settings.lease_margin_s)  # type: ignore[attr-defined]
         except DBAPIError as exc:
-            log.error("job %s not claimed, ledger unreachable (%s); it stays queued", job.id, exc.orig)
+            log.error(
+                "job %s not claimed, ledger unreachable (%s); it stays queued", job.id, exc.orig
+            )
             self._skip(job, queue)
             return
         if row is None:
@@ -155,7 +157,7 @@ class LedgerHooks:
             "message": str(exc_value)[:MESSAGE_LIMIT],
         }
         try:
-            job.save_meta()
+            job.save_meta()  # type: ignore[no-untyped-call]
         except RedisError:
             log.warning("job %s: error details not saved to Redis", job.id)
         return True
@@ -167,7 +169,9 @@ class LedgerHooks:
             log.error("job %s: outcome unreadable (%s); its lease will bring it back", job.id, exc)
             return
         if result is None or result.execution_id != self._execution_id:
-            log.error("job %s: no outcome stored for this run; its lease will bring it back", job.id)
+            log.error(
+                "job %s: no outcome stored for this run; its lease will bring it back", job.id
+            )
             return
         if result.type == Result.Type.SUCCESSFUL:
             written = self.write(ledger.finish, job_id, attempt, result.return_value)
@@ -196,7 +200,9 @@ class LedgerHooks:
         try:
             IntermediateQueue(queue.key, self.connection).remove(job.id)  # type: ignore[attr-defined]
         except RedisError:
-            log.warning("job %s: could not clear it from %s's intermediate queue", job.id, queue.name)
+            log.warning(
+                "job %s: could not clear it from %s's intermediate queue", job.id, queue.name
+            )
 
 
 def _payload_mismatch(job: Job, row: ledger.Job) -> str | None:
@@ -223,9 +229,9 @@ def _transient(exc: DBAPIError) -> bool:
     return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
 
 
-class LedgerWorker(LedgerHooks, Worker):  # type: ignore[misc]
+class LedgerWorker(LedgerHooks, Worker):
     """RQ's forking worker with the ledger hooks: each job runs in a fresh work horse."""
 
 
-class SimpleLedgerWorker(LedgerHooks, SimpleWorker):  # type: ignore[misc]
+class SimpleLedgerWorker(LedgerHooks, SimpleWorker):
     """RQ's in-process worker with the ledger hooks: faster, but cannot stop a running job."""

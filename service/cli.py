@@ -83,7 +83,9 @@ def api(host: str, port: int, workers: int) -> None:
 @main.command()
 @click.argument("queues", nargs=-1)
 @click.option("--burst", is_flag=True, help="quit when the queues are empty")
-@click.option("--simple", is_flag=True, help="run jobs in-process (SimpleWorker): faster, unstoppable")
+@click.option(
+    "--simple", is_flag=True, help="run jobs in-process (SimpleWorker): faster, unstoppable"
+)
 @click.option("--name", default=None, help="worker name (default: host.pid)")
 def worker(queues: tuple[str, ...], burst: bool, simple: bool, name: str | None) -> None:
     """Run an RQ worker that keeps the ledger current (all known queues by default)."""
@@ -163,7 +165,9 @@ def run(port: int, dashboard_port: int) -> None:
             children.append(
                 subprocess.Popen(_bin(command), env=env, cwd=PROJECT_ROOT, start_new_session=True)
             )
-        log.info("api on http://127.0.0.1:%d, dashboard on http://127.0.0.1:%d", port, dashboard_port)
+        log.info(
+            "api on http://127.0.0.1:%d, dashboard on http://127.0.0.1:%d", port, dashboard_port
+        )
         _supervise(children)
     except subprocess.CalledProcessError as exc:
         _fail(f"{' '.join(exc.cmd)} failed (exit {exc.returncode})")

@@ -12,7 +12,9 @@ def build(settings: Settings) -> Any:
     from rq_dashboard import web
     from rq_dashboard.cli import make_flask_app
 
-    password = settings.dashboard_password.get_secret_value() if settings.dashboard_password else None
+    password = (
+        settings.dashboard_password.get_secret_value() if settings.dashboard_password else None
+    )
     app = make_flask_app(None, settings.dashboard_username, password, "")
     app.config["RQ_DASHBOARD_REDIS_URL"] = str(settings.redis_url)
     app.config["RQ_DASHBOARD_DISABLE_DELETE"] = True

@@ -1,4 +1,5 @@
-"""Database engines: the API's pooled async engine (made in the lifespan) and the worker's sync one."""
+"""Database engines: the API's pooled async engine (made in the lifespan), the worker's
+sync one, and database creation."""
 
 from collections.abc import AsyncIterator
 from typing import Annotated

@@ -62,16 +62,16 @@ class JobAlreadyTerminal(JobServiceError):
     status_code = 409
 
     def __init__(self, job_id: UUID, status: str) -> None:
-        super().__init__(f"job {job_id} is already {status}; only queued or scheduled jobs can be canceled")
+        super().__init__(
+            f"job {job_id} is already {status}; only queued or scheduled jobs can be canceled"
+        )
 
 
 class JobRunning(JobServiceError):
     status_code = 409
 
     def __init__(self, job_id: UUID) -> None:
-        super().__init__(
-            f"job {job_id} is running; only queued or scheduled jobs can be canceled"
-        )
+        super().__init__(f"job {job_id} is running; only queued or scheduled jobs can be canceled")
 
 
 class CursorInvalid(JobServiceError):
@@ -85,7 +85,9 @@ class LedgerUnavailable(JobServiceError):
     status_code = 503
 
     def __init__(self) -> None:
-        super().__init__("the job ledger (PostgreSQL) is unreachable; nothing was recorded, retry later")
+        super().__init__(
+            "the job ledger (PostgreSQL) is unreachable; nothing was recorded, retry later"
+        )
 
 
 class OptionInvalid(JobServiceError):

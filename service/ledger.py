@@ -82,7 +82,8 @@ async def insert_job(
         owner=owner,
         meta=meta,
     )
-    return (await conn.execute(_with_event(stmt, {"by": "api"}))).one()
+    row: Job = (await conn.execute(_with_event(stmt, {"by": "api"}))).one()
+    return row
 
 
 async def mark_enqueued(conn: AsyncConnection, job_id: UUID) -> Job:
@@ -93,7 +94,8 @@ async def mark_enqueued(conn: AsyncConnection, job_id: UUID) -> Job:
         .values(enqueued_at=func.coalesce(jobs.c.enqueued_at, func.now()))
         .returning(*jobs.c)
     )
-    return (await conn.execute(stmt)).one()
+    row: Job = (await conn.execute(stmt)).one()
+    return row
 
 
 async def get(conn: AsyncConnection, job_id: UUID, owner: str) -> Job:
@@ -160,7 +162,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
 
 
 async def cancel(conn: AsyncConnection, job_id: UUID, owner: str) -> Job:
-    """Cancel a job that has not started; JobNotFound, JobRunning or JobAlreadyTerminal otherwise."""
+    """Cancel a job that has not started; else JobNotFound, JobRunning or JobAlreadyTerminal."""
     stmt = (
         update(jobs)
         .where(
@@ -170,7 +172,7 @@ async def cancel(conn: AsyncConnection, job_id: UUID, owner: str) -> Job:
         )
         .values(status=Status.CANCELED, finished_at=func.now(), updated_at=func.now())
     )
-    row = (await conn.execute(_with_event(stmt, {"by": "client"}))).one_or_none()
+    row: Job | None = (await conn.execute(_with_event(stmt, {"by": "client"}))).one_or_none()
     if row is not None:
         return row
     current = await get(conn, job_id, owner)

@@ -105,13 +105,17 @@ class LocalPostgres:
             timeout=60,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"PostgreSQL {tool} failed: {done.stderr.strip() or done.stdout.strip()}")
+            raise RuntimeError(
+                f"PostgreSQL {tool} failed: {done.stderr.strip() or done.stdout.strip()}"
+            )
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+            self._run(
+                "initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8"
+            )
         self._run(
             "pg_ctl",
             "-D",
@@ -212,7 +216,9 @@ def ensure(settings: Settings, database: str = "jobsvc") -> Started:
             pg.start()
             started.servers.append(pg)
         started.env["DATABASE_URL"] = pg.url(database)
-        log.info("using project-local PostgreSQL on 127.0.0.1:%d (data in %s)", pg.port, pg.data_dir)
+        log.info(
+            "using project-local PostgreSQL on 127.0.0.1:%d (data in %s)", pg.port, pg.data_dir
+        )
     if always or ("redis_url" not in url_set and not port_open("127.0.0.1", 6379)):
         rd = LocalRedis(settings.data_dir.resolve() / "redis", settings.local_redis_port)
         if not port_open("127.0.0.1", rd.port):

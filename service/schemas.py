@@ -17,7 +17,9 @@ class JobIn(BaseModel):
     task: str = Field(min_length=1, max_length=200, description="a task name from GET /tasks")
     args: dict[str, JsonValue] = Field(default_factory=dict)
     queue: str | None = Field(
-        default=None, max_length=200, description="overrides the task's queue; must be a known queue"
+        default=None,
+        max_length=200,
+        description="overrides the task's queue; must be a known queue",
     )
     timeout_s: int | None = Field(
         default=None, ge=1, description="overrides the task's timeout, up to JOBS_MAX_TIMEOUT_S"
@@ -63,7 +65,9 @@ class JobOut(BaseModel):
 
 class JobPage(BaseModel):
     items: list[JobOut]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null on the last"
+    )
 
 
 class EventOut(BaseModel):

@@ -1,4 +1,4 @@
-"""The ledger's tables. Migrations create them; `service.ledger` is the only module that queries them."""
+"""The ledger's tables. Migrations create them; only `service.ledger` queries them."""
 
 from enum import StrEnum
 

@@ -22,7 +22,7 @@ TEST_REDIS_DB = int(os.environ.get("JOBS_TEST_REDIS_DB", "13"))
 
 
 def _point_at_test_servers() -> localservers.Started:
-    """Rewrite DATABASE_URL/REDIS_URL to the test database and Redis db before anything reads them."""
+    """Point DATABASE_URL/REDIS_URL at the test database and Redis db before anything reads them."""
     started = localservers.ensure(Settings(), database=TEST_DATABASE)
     os.environ.update(started.env)
     base = Settings()

@@ -48,9 +48,11 @@ class Ledger:
 
     def row(self, job_id: str | uuid.UUID) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                text("SELECT * FROM jobs WHERE id = :id"), {"id": str(job_id)}
-            ).mappings().first()
+            row = (
+                conn.execute(text("SELECT * FROM jobs WHERE id = :id"), {"id": str(job_id)})
+                .mappings()
+                .first()
+            )
         return dict(row) if row else None
 
     def count(self, where: str = "true") -> int:

@@ -1,7 +1,7 @@
 """`/jobs`: submit, read, list and cancel jobs."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Query, Response
@@ -16,7 +16,7 @@ from service.tables import Status
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-_errors = {
+_errors: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such job (or not yours)"},
     422: {"description": "unknown task or queue, or args that do not fit the task"},
     503: {"description": "the ledger is unreachable; nothing was recorded"},
@@ -90,7 +90,9 @@ async def list_jobs(
 ) -> JobPage:
     """Your jobs, newest first, one page at a time (keyset pagination)."""
     if limit > settings.list_limit_max:
-        raise errors.OptionInvalid(f"limit {limit} is over the maximum of {settings.list_limit_max}")
+        raise errors.OptionInvalid(
+            f"limit {limit} is over the maximum of {settings.list_limit_max}"
+        )
     where = ledger.ListFilter(
         owner=client,
         status=status,

@@ -27,10 +27,13 @@ async def test_submit_records_then_enqueues(
     job = r.json()
     assert r.headers["location"] == f"/jobs/{job['id']}"
     assert job["status"] == "queued"
-    assert job["attempt"] == 0 and job["enqueued_at"] is not None
+    assert job["attempt"] == 0
+    assert job["enqueued_at"] is not None
     assert job["meta"] == {"order": "A-1"}
     row = ledger_rows.row(job["id"])
-    assert row is not None and row["status"] == "queued" and row["args"] == {"value": {"n": 1}}
+    assert row is not None
+    assert row["status"] == "queued"
+    assert row["args"] == {"value": {"n": 1}}
     assert row["enqueued_at"] is not None
     assert ledger_rows.statuses(job["id"]) == ["queued"]
 
@@ -64,7 +67,8 @@ async def test_get_returns_the_job_as_the_worker_left_it(
 
     assert r.status_code == 200
     got = r.json()
-    assert got["status"] == "finished" and got["result"] == [1, "two"]
+    assert got["status"] == "finished"
+    assert got["result"] == [1, "two"]
     assert got["attempt"] == 1
     assert got["started_at"] <= got["finished_at"]
     expected = {
@@ -75,22 +79,25 @@ async def test_get_returns_the_job_as_the_worker_left_it(
     assert set(got) == expected
 
 
-BAD_SUBMITS = [
-    pytest.param({"task": "emial"}, "unknown task 'emial'; known tasks: echo, fail, sleep", id="unknown-task"),
-    pytest.param({"task": "sleep", "args": {"seconds": "abc"}}, "valid number", id="wrong-type"),
-    pytest.param({"task": "sleep", "args": {}}, "Field required", id="missing-field"),
-    pytest.param({"task": "echo", "args": {"value": 1, "bogus": 2}}, "Extra inputs", id="extra-field"),
-    pytest.param({"task": "echo", "args": [1, 2]}, "valid dictionary", id="args-not-object"),
-    pytest.param({"args": {}}, "Field required", id="missing-task"),
-    pytest.param({"task": "echo", "colour": "red"}, "Extra inputs", id="unknown-option"),
-    pytest.param({"task": "echo", "queue": "nope"}, "unknown queue 'nope'; known queues: default", id="unknown-queue"),
-    pytest.param({"task": "echo", "timeout_s": 999_999}, "over the limit of 3600", id="timeout-over-cap"),
-    pytest.param({"task": "echo", "timeout_s": 0}, "greater than or equal to 1", id="timeout-zero"),
-    pytest.param({"task": "sleep", "args": {"seconds": -1}}, "greater than or equal to 0", id="negative-sleep"),
-]  # fmt: skip
+BAD_SUBMITS = {
+    "unknown-task": ({"task": "emial"}, "unknown task 'emial'; known tasks: echo, fail, sleep"),
+    "wrong-type": ({"task": "sleep", "args": {"seconds": "abc"}}, "valid number"),
+    "missing-field": ({"task": "sleep", "args": {}}, "Field required"),
+    "extra-field": ({"task": "echo", "args": {"value": 1, "bogus": 2}}, "Extra inputs"),
+    "args-not-object": ({"task": "echo", "args": [1, 2]}, "valid dictionary"),
+    "missing-task": ({"args": {}}, "Field required"),
+    "unknown-option": ({"task": "echo", "colour": "red"}, "Extra inputs"),
+    "unknown-queue": (
+        {"task": "echo", "queue": "nope"},
+        "unknown queue 'nope'; known queues: default",
+    ),
+    "timeout-over-cap": ({"task": "echo", "timeout_s": 999_999}, "over the limit of 3600"),
+    "timeout-zero": ({"task": "echo", "timeout_s": 0}, "greater than or equal to 1"),
+    "negative-sleep": ({"task": "sleep", "args": {"seconds": -1}}, "greater than or equal to 0"),
+}
 
 
-@pytest.mark.parametrize(("body", "message"), BAD_SUBMITS)
+@pytest.mark.parametrize(("body", "message"), BAD_SUBMITS.values(), ids=BAD_SUBMITS.keys())
 async def test_bad_submit_is_422_and_records_nothing(
     client: httpx.AsyncClient,
     ledger_rows: Ledger,
@@ -111,7 +118,9 @@ async def test_bad_submit_is_422_and_records_nothing(
     [b'{"task": "echo", "args": ', b"not json", b"[1, 2]", b""],
     ids=["truncated", "not-json", "array", "empty"],
 )
-async def test_malformed_body_is_422(client: httpx.AsyncClient, ledger_rows: Ledger, raw: bytes) -> None:
+async def test_malformed_body_is_422(
+    client: httpx.AsyncClient, ledger_rows: Ledger, raw: bytes
+) -> None:
     r = await client.post("/jobs", content=raw, headers={"content-type": "application/json"})
 
     assert r.status_code == 422
@@ -133,13 +142,16 @@ async def test_unknown_and_malformed_ids(client: httpx.AsyncClient) -> None:
     assert (await client.get(f"/jobs/{missing}/events")).status_code == 404
 
 
-async def test_cancel_queued_job(client: httpx.AsyncClient, ledger_rows: Ledger, redis_conn: Redis) -> None:
+async def test_cancel_queued_job(
+    client: httpx.AsyncClient, ledger_rows: Ledger, redis_conn: Redis
+) -> None:
     job = (await submit(client, "echo", {"value": 1})).json()
 
     r = await client.post(f"/jobs/{job['id']}/cancel")
 
     assert r.status_code == 200
-    assert r.json()["status"] == "canceled" and r.json()["finished_at"] is not None
+    assert r.json()["status"] == "canceled"
+    assert r.json()["finished_at"] is not None
     assert ledger_rows.statuses(job["id"]) == ["queued", "canceled"]
     assert redis_conn.lrange("rq:queue:default", 0, -1) == []  # withdrawn from RQ as well
 
@@ -171,7 +183,8 @@ async def test_events_list_transitions_oldest_first(
     assert [e["detail"]["by"] for e in events] == ["api", "worker", "worker"]
     assert [e["attempt"] for e in events] == [0, 1, 1]
     assert events[2]["detail"]["error"] == {"type": "TaskFailed", "message": "nope"}
-    assert events[1]["worker"] and events[1]["worker"] == events[2]["worker"]
+    assert events[1]["worker"]
+    assert events[1]["worker"] == events[2]["worker"]
 
 
 async def test_list_filters_and_pages_without_overlap(
@@ -195,7 +208,8 @@ async def test_list_filters_and_pages_without_overlap(
     assert seen == list(reversed(echo_ids))  # newest first, each once
 
     failed = (await client.get("/jobs", params={"task": "fail"})).json()
-    assert {i["id"] for i in failed["items"]} == set(fail_ids) and failed["next_cursor"] is None
+    assert {i["id"] for i in failed["items"]} == set(fail_ids)
+    assert failed["next_cursor"] is None
     waiting = (await client.get("/jobs", params={"status": "queued"})).json()
     assert {i["id"] for i in waiting["items"]} == set(queued)
     everything = (await client.get("/jobs", params={"limit": 500})).json()
@@ -218,7 +232,10 @@ async def test_list_time_window(client: httpx.AsyncClient) -> None:
     [
         ({"limit": 501}, "over the maximum of 500"),
         ({"limit": 0}, "greater than or equal to 1"),
-        ({"status": "done"}, "'queued', 'scheduled', 'started', 'finished', 'failed' or 'canceled'"),
+        (
+            {"status": "done"},
+            "'queued', 'scheduled', 'started', 'finished', 'failed' or 'canceled'",
+        ),
         ({"cursor": "garbage!"}, "cursor is not one this service issued"),
         ({"created_after": "yesterday"}, "valid datetime"),
     ],

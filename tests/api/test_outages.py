@@ -43,9 +43,12 @@ async def test_redis_down_still_accepts_and_keeps_the_row_queued(
 
     assert r.status_code == 202
     job = r.json()
-    assert job["status"] == "queued" and job["enqueued_at"] is None
+    assert job["status"] == "queued"
+    assert job["enqueued_at"] is None
     row = ledger_rows.row(job["id"])
-    assert row is not None and row["status"] == "queued" and row["enqueued_at"] is None
+    assert row is not None
+    assert row["status"] == "queued"
+    assert row["enqueued_at"] is None
 
 
 async def test_redis_down_makes_readyz_503(redis_down: httpx.AsyncClient) -> None:

@@ -10,7 +10,8 @@ async def test_tasks_publish_their_args_schema(client: httpx.AsyncClient) -> Non
     tasks = {t["name"]: t for t in r.json()}
     assert set(tasks) == {"echo", "fail", "sleep"}
     sleep = tasks["sleep"]
-    assert sleep["queue"] == "default" and sleep["max_attempts"] == 1
+    assert sleep["queue"] == "default"
+    assert sleep["max_attempts"] == 1
     assert sleep["args_schema"]["required"] == ["seconds"]
     assert sleep["args_schema"]["properties"]["seconds"]["type"] == "number"
     assert sleep["args_schema"]["additionalProperties"] is False
@@ -28,7 +29,8 @@ async def test_openapi_shows_each_tasks_args(client: httpx.AsyncClient) -> None:
     examples = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
     assert examples["examples"]["sleep"]["value"] == {"task": "sleep", "args": {"seconds": 2}}
     docs = await client.get("/docs")
-    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:

@@ -50,7 +50,9 @@ class Stack:
         raise AssertionError(f"API did not come up: {self.log('api')}")
 
     def worker(self, name: str, *, simple: bool = False) -> subprocess.Popen[bytes]:
-        proc = self.start(name, "jobsvc", "worker", *(["--simple"] if simple else []), "--name", name)
+        proc = self.start(
+            name, "jobsvc", "worker", *(["--simple"] if simple else []), "--name", name
+        )
         self.wait_for_log(name, "ready")
         return proc
 
@@ -76,7 +78,9 @@ class Stack:
         job: dict[str, Any] = r.json()
         return job
 
-    def wait(self, job_id: str, statuses: tuple[str, ...] = FINAL, timeout: float = 30) -> dict[str, Any]:
+    def wait(
+        self, job_id: str, statuses: tuple[str, ...] = FINAL, timeout: float = 30
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             job = self.job(job_id)

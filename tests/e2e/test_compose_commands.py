@@ -55,7 +55,8 @@ def test_compose_commands_bring_up_a_working_stack(
 
         assert stack.http.get("/readyz").status_code == 200
         done = stack.wait(stack.submit("echo", value="through compose"))
-        assert done["status"] == "finished" and done["result"] == "through compose"
+        assert done["status"] == "finished"
+        assert done["result"] == "through compose"
         waiting = stack.submit("sleep", seconds=60)  # holds the worker, so the next one queues
         assert stack.wait(waiting, ("started",))["status"] == "started"
         queued = stack.submit("echo", value="queued")
@@ -64,14 +65,16 @@ def test_compose_commands_bring_up_a_working_stack(
             base_url=f"http://127.0.0.1:{dashboard_port}", timeout=10, follow_redirects=True
         ) as dash:
             page = _get(dash, "/")
-            assert page.status_code == 200 and "RQ" in page.text
+            assert page.status_code == 200
+            assert "RQ" in page.text
             queues = _get(dash, "/0/data/queues.json").json()
             assert {q["name"]: q["count"] for q in queues["queues"]}["default"] == 1
             listed = _get(dash, "/0/data/jobs/default/queued/8/asc/1.json").json()
             assert [j["id"] for j in listed["jobs"]] == [queued]
             assert listed["jobs"][0]["description"] == "echo"
             detail = _get(dash, f"/0/data/job/{queued}.json").json()
-            assert detail["description"] == "echo" and detail["origin"] == "default"
+            assert detail["description"] == "echo"
+            assert detail["origin"] == "default"
     finally:
         stack.close()
 

@@ -58,11 +58,13 @@ def test_sleep_shows_started_while_it_runs(stack: Stack, simple: bool) -> None:
 
     running = stack.wait(job_id, ("started", *("finished", "failed")))
     assert running["status"] == "started"
-    assert running["started_at"] is not None and running["finished_at"] is None
+    assert running["started_at"] is not None
+    assert running["finished_at"] is None
     assert running["attempt"] == 1
 
     done = stack.wait(job_id)
-    assert done["status"] == "finished" and done["result"] == 2
+    assert done["status"] == "finished"
+    assert done["result"] == 2
 
 
 @pytest.mark.parametrize("simple", KINDS)
@@ -77,7 +79,9 @@ def test_job_canceled_before_a_worker_starts_never_runs(
     assert stack.wait(after)["status"] == "finished"
 
     job = stack.job(canceled)
-    assert job["status"] == "canceled" and job["started_at"] is None and job["attempt"] == 0
+    assert job["status"] == "canceled"
+    assert job["started_at"] is None
+    assert job["attempt"] == 0
     assert ledger_rows.statuses(canceled) == ["queued", "canceled"]
 
 

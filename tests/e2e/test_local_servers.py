@@ -22,7 +22,8 @@ def test_local_servers_start_serve_and_stop(tmp_path: Path) -> None:
     try:
         pg.start()
         rd.start()
-        assert port_open("127.0.0.1", pg.port) and port_open("127.0.0.1", rd.port)
+        assert port_open("127.0.0.1", pg.port)
+        assert port_open("127.0.0.1", rd.port)
         from redis import Redis
 
         with Redis(port=rd.port) as r:
@@ -35,15 +36,14 @@ def test_local_servers_start_serve_and_stop(tmp_path: Path) -> None:
         time.monotonic() < deadline
     ):
         time.sleep(0.1)
-    assert not port_open("127.0.0.1", pg.port) and not port_open("127.0.0.1", rd.port)
+    assert not port_open("127.0.0.1", pg.port)
+    assert not port_open("127.0.0.1", rd.port)
 
 
 def test_jobsvc_run_brings_up_its_own_servers(tmp_path: Path) -> None:
     api_port, dash_port = free_port(), free_port()
     pg_port, redis_port = free_port(), free_port()
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")
-    } | {
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")} | {
         "JOBS_LOCAL_SERVERS": "always",
         "JOBS_DATA_DIR": str(tmp_path / "data"),
         "JOBS_LOCAL_PG_PORT": str(pg_port),
@@ -53,7 +53,14 @@ def test_jobsvc_run_brings_up_its_own_servers(tmp_path: Path) -> None:
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(BIN / "jobsvc"), "run", "--port", str(api_port), "--dashboard-port", str(dash_port)],
+            [
+                str(BIN / "jobsvc"),
+                "run",
+                "--port",
+                str(api_port),
+                "--dashboard-port",
+                str(dash_port),
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -62,7 +69,9 @@ def test_jobsvc_run_brings_up_its_own_servers(tmp_path: Path) -> None:
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as http:
             _wait_until(lambda: _ok(http, "/readyz"), 120, log)
-            job_id = http.post("/jobs", json={"task": "echo", "args": {"value": "local"}}).json()["id"]
+            job_id = http.post("/jobs", json={"task": "echo", "args": {"value": "local"}}).json()[
+                "id"
+            ]
             _wait_until(lambda: http.get(f"/jobs/{job_id}").json()["status"] == "finished", 60, log)
             assert http.get(f"/jobs/{job_id}").json()["result"] == "local"
         with httpx.Client(base_url=f"http://127.0.0.1:{dash_port}", timeout=10) as dash:

@@ -35,7 +35,7 @@ def test_a_task_takes_exactly_one_args_model() -> None:
 
 
 def test_unknown_task_lists_the_known_ones() -> None:
-    with pytest.raises(errors.TaskUnknown, match="unknown task 'nope'; known tasks: .*echo"):
+    with pytest.raises(errors.TaskUnknown, match=r"unknown task 'nope'; known tasks: .*echo"):
         registry.get("nope")
 
 

@@ -29,8 +29,11 @@ async def test_finished_job_has_result_and_history(
 
     row = ledger_rows.row(job_id)
     assert row is not None
-    assert row["status"] == "finished" and row["result"] == {"deep": [1, 2, None]}
-    assert row["attempt"] == 1 and row["error"] is None and row["lease_expires_at"] is None
+    assert row["status"] == "finished"
+    assert row["result"] == {"deep": [1, 2, None]}
+    assert row["attempt"] == 1
+    assert row["error"] is None
+    assert row["lease_expires_at"] is None
     assert ledger_rows.statuses(job_id) == ["queued", "started", "finished"]
 
 
@@ -42,7 +45,8 @@ async def test_failed_job_keeps_type_message_and_traceback(
     run_worker_burst(settings)
 
     row = ledger_rows.row(job_id)
-    assert row is not None and row["status"] == "failed"
+    assert row is not None
+    assert row["status"] == "failed"
     assert row["error"]["type"] == "TaskFailed"
     assert row["error"]["message"] == "disk full on /var"
     assert "Traceback" in row["error"]["traceback"]
@@ -59,7 +63,8 @@ async def test_timeout_fails_with_type_timeout(
     run_worker_burst(settings)
 
     row = ledger_rows.row(job_id)
-    assert row is not None and row["status"] == "failed"
+    assert row is not None
+    assert row["status"] == "failed"
     assert row["error"]["type"] == "timeout"
     assert "1 second" in row["error"]["message"] or "timeout" in row["error"]["message"].lower()
 
@@ -75,8 +80,10 @@ async def test_canceled_job_is_skipped(
     run_worker_burst(settings)
 
     row = ledger_rows.row(job_id)
-    assert row is not None and row["status"] == "canceled"
-    assert row["started_at"] is None and row["attempt"] == 0
+    assert row is not None
+    assert row["status"] == "canceled"
+    assert row["started_at"] is None
+    assert row["attempt"] == 0
     assert ledger_rows.statuses(job_id) == ["queued", "canceled"]
 
 
@@ -90,7 +97,9 @@ async def test_duplicate_delivery_runs_once(
     run_worker_burst(settings)
 
     row = ledger_rows.row(job_id)
-    assert row is not None and row["status"] == "finished" and row["attempt"] == 1
+    assert row is not None
+    assert row["status"] == "finished"
+    assert row["attempt"] == 1
     assert ledger_rows.statuses(job_id) == ["queued", "started", "finished"]
     assert redis_conn.llen("rq:queue:default") == 0
 
@@ -107,7 +116,8 @@ async def test_payload_that_differs_from_the_ledger_is_not_run(
     run_worker_burst(settings)
 
     row = ledger_rows.row(job_id)
-    assert row is not None and row["status"] == "failed"
+    assert row is not None
+    assert row["status"] == "failed"
     assert row["error"]["type"] == "payload_mismatch"
     assert "does not match the recorded task 'echo'" in row["error"]["message"]
 
@@ -124,7 +134,9 @@ async def test_jobs_unknown_to_the_ledger_are_skipped(
 
     assert ledger_rows.count() == 1
     row = ledger_rows.row(job_id)
-    assert row is not None and row["status"] == "finished" and row["result"] == "after"
+    assert row is not None
+    assert row["status"] == "finished"
+    assert row["result"] == "after"
 
 
 def test_task_functions_still_take_keyword_args() -> None:
@@ -132,7 +144,9 @@ def test_task_functions_still_take_keyword_args() -> None:
     assert registry.get("sleep").validate({"seconds": 1}) == {"seconds": 1.0}
 
 
-def _deliver_again(settings: Settings, redis_conn: Redis, job_id: str, args: dict[str, object]) -> None:
+def _deliver_again(
+    settings: Settings, redis_conn: Redis, job_id: str, args: dict[str, object]
+) -> None:
     task = registry.get("echo")
     broker.enqueue(
         redis_conn,

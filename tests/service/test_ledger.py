@@ -14,7 +14,9 @@ async def _queued(client: httpx.AsyncClient) -> uuid.UUID:
     return uuid.UUID(r.json()["id"])
 
 
-async def test_claim_starts_a_queued_job_once(client: httpx.AsyncClient, sql_engine: Engine) -> None:
+async def test_claim_starts_a_queued_job_once(
+    client: httpx.AsyncClient, sql_engine: Engine
+) -> None:
     job_id = await _queued(client)
 
     with sql_engine.begin() as conn:
@@ -22,7 +24,9 @@ async def test_claim_starts_a_queued_job_once(client: httpx.AsyncClient, sql_eng
     with sql_engine.begin() as conn:
         second = ledger.claim(conn, job_id, "w2", lease_margin_s=60)
 
-    assert first is not None and first.status == "started" and first.attempt == 1
+    assert first is not None
+    assert first.status == "started"
+    assert first.attempt == 1
     assert first.worker == "w1"
     lease = (first.lease_expires_at - first.started_at).total_seconds()
     assert lease == 3700 + 60  # the task's timeout plus the margin
@@ -37,20 +41,22 @@ async def test_stale_attempt_cannot_overwrite_a_newer_one(
         old = ledger.claim(conn, job_id, "w1", lease_margin_s=60)
         assert old is not None
         # a later attempt took the job over (as a lease rescue does)
-        conn.execute(
-            text("UPDATE jobs SET status = 'queued' WHERE id = :id"), {"id": str(job_id)}
-        )
+        conn.execute(text("UPDATE jobs SET status = 'queued' WHERE id = :id"), {"id": str(job_id)})
         new = ledger.claim(conn, job_id, "w2", lease_margin_s=60)
-        assert new is not None and new.attempt == 2
+        assert new is not None
+        assert new.attempt == 2
 
     with sql_engine.begin() as conn:
         assert ledger.finish(conn, job_id, old.attempt, "late") is None
         assert ledger.fail(conn, job_id, old.attempt, {"type": "x", "message": "late"}) is None
         done = ledger.finish(conn, job_id, new.attempt, "current")
 
-    assert done is not None and done.status == "finished"
+    assert done is not None
+    assert done.status == "finished"
     row = ledger_rows.row(job_id)
-    assert row is not None and row["result"] == "current" and row["worker"] == "w2"
+    assert row is not None
+    assert row["result"] == "current"
+    assert row["worker"] == "w2"
     assert ledger_rows.statuses(job_id) == ["queued", "started", "started", "finished"]
 
 
