@@ -2,9 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, PostgresDsn, RedisDsn, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, PostgresDsn, RedisDsn, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/jobsvc"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -34,7 +35,9 @@ class Settings(BaseSettings):
     redis_socket_timeout_s: float = Field(default=5.0, gt=0)
 
     # Tasks and queues
-    task_modules: list[str] = Field(default=["jobs.builtin"])
+    task_modules: Annotated[list[str], NoDecode] = Field(
+        default=["jobs.builtin"], description="comma-separated modules that define tasks"
+    )
     max_timeout_s: int = Field(default=3600, ge=1, description="cap on a submit's timeout_s")
     result_ttl_s: int = Field(default=500, ge=1, description="how long RQ keeps a result")
     lease_margin_s: int = Field(default=60, ge=1, description="lease = timeout_s + this margin")
@@ -54,6 +57,13 @@ class Settings(BaseSettings):
     local_redis_port: int = 63799
 
     log_level: str = "INFO"
+
+    @field_validator("task_modules", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def sync_database_url(self) -> str:
