@@ -183,6 +183,8 @@ def _bin(command: list[str]) -> list[str]:
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
     """Wait until Ctrl-C (or SIGTERM), or until one child exits."""
+    # Ctrl-C stops everything, even where a shell started this with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while all(child.poll() is None for child in children):
@@ -195,7 +197,7 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
     for child in children:
         if child.poll() is None:
-            child.send_signal(signal.SIGINT)
+            child.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 15
     for child in children:
         try:
