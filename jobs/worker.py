@@ -71,16 +71,23 @@ class LedgerHooks:
             self._engine_pid = os.getpid()
         return self._engine
 
-    def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run one ledger statement in its own transaction, retrying transient errors."""
+    def write(self, fn: Callable[..., T], *args: Any) -> T | None:
+        """Run one ledger statement in its own transaction, retrying transient errors.
+
+        None when the database stays unreachable: the job's row is left as it was, and the
+        reconciler delivers it again (queued) or its lease expires (started).
+        """
         delay = 0.1
         for attempt in range(self.settings.worker_db_retries + 1):
             try:
                 with self.engine.begin() as conn:
                     return fn(conn, *args)
             except DBAPIError as exc:
-                if attempt == self.settings.worker_db_retries or not _transient(exc):
+                if not _transient(exc):
                     raise
+                if attempt == self.settings.worker_db_retries:
+                    log.error("ledger unreachable after %d attempts: %s", attempt + 1, exc.orig)
+                    return None
                 log.warning("ledger write failed (%s); retrying in %.1fs", exc.orig, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -89,34 +96,13 @@ class LedgerHooks:
     # ------------------------------------------------------------ RQ hooks
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        try:
-            job_id = UUID(job.id)
-        except ValueError:
-            log.warning("job %s is not a ledger job; skipping it", job.id)
+        claimed = self._claim(job)
+        if claimed is None:
             self._skip(job, queue)
             return
-        try:
-            row = self.write(ledger.claim, job_id, self.name, self.settings.lease_margin_s)  # type: ignore[attr-defined]
-        except DBAPIError as exc:
-            log.error(
-                "job %s not claimed, ledger unreachable (%s); it stays queued", job.id, exc.orig
-            )
-            self._skip(job, queue)
-            return
-        if row is None:
-            log.info("job %s skipped: the ledger does not let it start", job.id)
-            self._skip(job, queue)
-            return
-        mismatch = _payload_mismatch(job, row)
-        if mismatch is not None:
-            log.error("job %s not run: %s", job.id, mismatch)
-            self.write(ledger.fail, job_id, row.attempt, _error("payload_mismatch", mismatch))
-            self._skip(job, queue)
-            return
-
         self._horse_status = None
         super().execute_job(job, queue)  # type: ignore[misc]
-        self._record_outcome(job, job_id, row.attempt)
+        self._record_outcome(job, claimed)
 
     def prepare_execution(self, job: Job) -> Execution:
         execution: Execution = super().prepare_execution(job)  # type: ignore[misc]
@@ -162,7 +148,25 @@ class LedgerHooks:
             log.warning("job %s: error details not saved to Redis", job.id)
         return True
 
-    def _record_outcome(self, job: Job, job_id: UUID, attempt: int) -> None:
+    def _claim(self, job: Job) -> ledger.Job | None:
+        """The started row if this job may run here (DESIGN invariant 2), else None."""
+        try:
+            job_id = UUID(job.id)
+        except ValueError:
+            log.warning("job %s is not a ledger job; skipping it", job.id)
+            return None
+        row = self.write(ledger.claim, job_id, self.name, self.settings.lease_margin_s)  # type: ignore[attr-defined]
+        if row is None:
+            log.info("job %s skipped: the ledger does not let it start here", job.id)
+            return None
+        mismatch = _payload_mismatch(job, row)
+        if mismatch is not None:
+            log.error("job %s not run: %s", job.id, mismatch)
+            self.write(ledger.fail, job_id, row.attempt, _error("payload_mismatch", mismatch))
+            return None
+        return row
+
+    def _record_outcome(self, job: Job, row: ledger.Job) -> None:
         try:
             result = job.latest_result()
         except RedisError as exc:
@@ -174,11 +178,18 @@ class LedgerHooks:
             )
             return
         if result.type == Result.Type.SUCCESSFUL:
-            written = self.write(ledger.finish, job_id, attempt, result.return_value)
+            try:
+                written = self.write(ledger.finish, row.id, row.attempt, result.return_value)
+            except DBAPIError as exc:  # e.g. a string with NUL, which JSONB refuses
+                reason = f"the result could not be stored in the ledger: {exc.orig}"
+                written = self.write(
+                    ledger.fail, row.id, row.attempt, _error("result_invalid", reason)
+                )
         else:
-            written = self.write(ledger.fail, job_id, attempt, self._describe_failure(job, result))
+            failure = self._describe_failure(job, result)
+            written = self.write(ledger.fail, row.id, row.attempt, failure)
         if written is None:
-            log.info("job %s attempt %d: outcome ignored, the ledger moved on", job.id, attempt)
+            log.warning("job %s attempt %d: outcome not recorded", job.id, row.attempt)
 
     def _describe_failure(self, job: Job, result: Result) -> dict[str, Any]:
         traceback = (result.exc_string or "")[-TRACEBACK_LIMIT:]

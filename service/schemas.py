@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from service.tables import Status
 
@@ -27,6 +27,23 @@ class JobIn(BaseModel):
     meta: dict[str, JsonValue] = Field(
         default_factory=dict, description="client labels, stored and returned unchanged"
     )
+
+    @field_validator("args", "meta")
+    @classmethod
+    def _storable(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        if _has_nul(value):
+            raise ValueError("text may not contain NUL (\\u0000): the ledger cannot store it")
+        return value
+
+
+def _has_nul(value: JsonValue) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class ErrorOut(BaseModel):

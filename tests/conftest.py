@@ -78,6 +78,22 @@ def clean_state(sql_engine: Engine, redis_conn: Redis) -> None:
 
 
 @pytest.fixture
+def test_tasks() -> Iterator[None]:
+    """Register the tasks of `tests.tasks` for one test."""
+    import importlib
+    import sys
+
+    from jobs import registry
+
+    before = dict(registry._tasks)
+    sys.modules.pop("tests.tasks", None)
+    importlib.import_module("tests.tasks")
+    yield
+    registry._tasks.clear()
+    registry._tasks.update(before)
+
+
+@pytest.fixture
 def ledger_rows(sql_engine: Engine) -> Ledger:
     return Ledger(sql_engine)
 

@@ -93,6 +93,8 @@ BAD_SUBMITS = {
     ),
     "timeout-over-cap": ({"task": "echo", "timeout_s": 999_999}, "over the limit of 3600"),
     "timeout-zero": ({"task": "echo", "timeout_s": 0}, "greater than or equal to 1"),
+    "nul-in-args": ({"task": "echo", "args": {"value": ["ok", "a\x00b"]}}, "may not contain NUL"),
+    "nul-in-meta-key": ({"task": "echo", "meta": {"k\x00": 1}}, "may not contain NUL"),
     "negative-sleep": ({"task": "sleep", "args": {"seconds": -1}}, "greater than or equal to 0"),
 }
 

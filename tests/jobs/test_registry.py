@@ -1,7 +1,5 @@
 """`@task` registration rules."""
 
-from collections.abc import Iterator
-
 import pytest
 
 from jobs import registry
@@ -10,12 +8,8 @@ from service import errors
 
 
 @pytest.fixture(autouse=True)
-def registry_restored() -> Iterator[None]:
+def registry_restored(test_tasks: None) -> None:
     """Tasks registered here do not leak into other tests."""
-    before = dict(registry._tasks)
-    yield
-    registry._tasks.clear()
-    registry._tasks.update(before)
 
 
 class NoArgs(TaskArgs):

@@ -3,6 +3,7 @@
 import uuid
 
 import httpx
+import pytest
 from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -137,6 +138,22 @@ async def test_jobs_unknown_to_the_ledger_are_skipped(
     assert row is not None
     assert row["status"] == "finished"
     assert row["result"] == "after"
+
+
+@pytest.mark.usefixtures("test_tasks")
+async def test_result_the_ledger_cannot_store_fails_the_job(
+    client: httpx.AsyncClient, settings: Settings, ledger_rows: Ledger
+) -> None:
+    job_id = await submit(client, "nul_result")
+
+    run_worker_burst(settings)
+
+    row = ledger_rows.row(job_id)
+    assert row is not None
+    assert row["status"] == "failed"
+    assert row["error"]["type"] == "result_invalid"
+    assert "could not be stored in the ledger" in row["error"]["message"]
+    assert (await client.post("/jobs", json={"task": "echo"})).status_code == 202  # still serving
 
 
 def test_task_functions_still_take_keyword_args() -> None:
