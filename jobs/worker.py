@@ -16,6 +16,7 @@ Start with `jobsvc worker [--simple]`, or `rq worker -w jobs.worker.LedgerWorker
 
 import logging
 import os
+import random
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -44,11 +45,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MESSAGE_LIMIT = 2_000
+# Failures that would only repeat: the job is failed at once, whatever attempts are left.
+FINAL_ERRORS = frozenset({"payload_mismatch", "result_invalid"})
 TRACEBACK_LIMIT = 20_000
 
 
 class LedgerHooks:
     """The ledger side of a worker; mixed into RQ's `Worker` and `SimpleWorker`."""
+
+    stops_jobs: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
@@ -72,26 +77,27 @@ class LedgerHooks:
         return self._engine
 
     def write(self, fn: Callable[..., T], *args: Any) -> T | None:
-        """Run one ledger statement in its own transaction, retrying transient errors.
+        """Run one ledger statement in its own transaction, retrying transient errors with
+        backoff for up to JOBS_WORKER_DB_RETRY_S.
 
         None when the database stays unreachable: the job's row is left as it was, and the
         reconciler delivers it again (queued) or its lease expires (started).
         """
+        deadline = time.monotonic() + self.settings.worker_db_retry_s
         delay = 0.1
-        for attempt in range(self.settings.worker_db_retries + 1):
+        while True:
             try:
                 with self.engine.begin() as conn:
                     return fn(conn, *args)
             except DBAPIError as exc:
                 if not _transient(exc):
                     raise
-                if attempt == self.settings.worker_db_retries:
-                    log.error("ledger unreachable after %d attempts: %s", attempt + 1, exc.orig)
+                if time.monotonic() + delay > deadline:
+                    log.error("ledger unreachable, giving up on this write: %s", exc.orig)
                     return None
                 log.warning("ledger write failed (%s); retrying in %.1fs", exc.orig, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------ RQ hooks
 
@@ -186,10 +192,22 @@ class LedgerHooks:
                     ledger.fail, row.id, row.attempt, _error("result_invalid", reason)
                 )
         else:
-            failure = self._describe_failure(job, result)
-            written = self.write(ledger.fail, row.id, row.attempt, failure)
+            written = self._record_failure(row, self._describe_failure(job, result))
         if written is None:
             log.warning("job %s attempt %d: outcome not recorded", job.id, row.attempt)
+
+    def _record_failure(self, row: ledger.Job, error: dict[str, Any]) -> ledger.Job | None:
+        """Fail the attempt: `scheduled` for a retry while attempts are left, else `failed`."""
+        if error["type"] in FINAL_ERRORS or row.attempt >= row.max_attempts:
+            return self.write(ledger.fail, row.id, row.attempt, error)
+        delay_s = retry_delay(row.backoff_s, row.attempt, self.settings.max_backoff_s)
+        return self.write(ledger.retry_later, row.id, row.attempt, error, delay_s)
+
+    def serialize(self) -> dict[str, Any]:
+        """RQ's worker record, plus whether this worker can stop a running job."""
+        data: dict[str, Any] = super().serialize()  # type: ignore[misc]
+        data["stops_jobs"] = "1" if self.stops_jobs else "0"
+        return data
 
     def _describe_failure(self, job: Job, result: Result) -> dict[str, Any]:
         traceback = (result.exc_string or "")[-TRACEBACK_LIMIT:]
@@ -214,6 +232,12 @@ class LedgerHooks:
             log.warning(
                 "job %s: could not clear it from %s's intermediate queue", job.id, queue.name
             )
+
+
+def retry_delay(backoff_s: float, attempt: int, cap_s: float) -> float:
+    """Exponential backoff with jitter: half to all of backoff_s * 2^(attempt - 1), capped."""
+    ceiling = min(cap_s, backoff_s * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
 
 
 def _payload_mismatch(job: Job, row: ledger.Job) -> str | None:
@@ -243,6 +267,10 @@ def _transient(exc: DBAPIError) -> bool:
 class LedgerWorker(LedgerHooks, Worker):
     """RQ's forking worker with the ledger hooks: each job runs in a fresh work horse."""
 
+    stops_jobs = True
+
 
 class SimpleLedgerWorker(LedgerHooks, SimpleWorker):
     """RQ's in-process worker with the ledger hooks: faster, but cannot stop a running job."""
+
+    stops_jobs = False

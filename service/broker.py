@@ -4,16 +4,22 @@ RQ's client is synchronous; the API calls these functions in a worker thread.
 """
 
 import logging
+from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from jobs import registry
 from jobs.registry import Task
 from service.settings import Settings
 
@@ -45,6 +51,7 @@ def enqueue(
     args: dict[str, Any],
     timeout_s: int,
     result_ttl_s: int,
+    pipeline: Pipeline | None = None,
 ) -> None:
     """Put a recorded job on its RQ queue under the ledger's id."""
     queue(queue_name, connection).enqueue_call(
@@ -54,7 +61,72 @@ def enqueue(
         timeout=timeout_s,
         result_ttl=result_ttl_s,
         description=task.name,  # what rq-dashboard lists; args stay out of its pages
+        pipeline=pipeline,
     )
+
+
+def enqueue_rows(connection: Redis, rows: Sequence[Any], result_ttl_s: int) -> None:
+    """Enqueue ledger rows in one pipeline; raises RedisError if Redis refuses."""
+    with connection.pipeline() as pipe:
+        for row in rows:
+            enqueue(
+                connection,
+                registry.get(row.task),
+                job_id=row.id,
+                queue_name=row.queue,
+                args=row.args,
+                timeout_s=row.timeout_s,
+                result_ttl_s=result_ttl_s,
+                pipeline=pipe,
+            )
+        pipe.execute()
+
+
+def held(connection: Redis, rows: Sequence[Any]) -> set[UUID]:
+    """The rows whose job Redis holds: waiting in its queue, or taken by a worker.
+
+    A job hash alone is not enough: a worker can pop an id and die before it claims it.
+    """
+    taken: set[str] = set()
+    for name in {row.queue for row in rows}:
+        q = queue(name, connection)
+        popped = connection.lrange(IntermediateQueue.get_intermediate_queue_key(q.key), 0, -1)
+        running = connection.zrange(q.started_job_registry.key, 0, -1)  # "job_id:execution_id"
+        taken.update(_text(member) for member in popped)
+        taken.update(_text(member).split(":")[0] for member in running)
+    with connection.pipeline(transaction=False) as pipe:
+        for row in rows:
+            pipe.lpos(queue(row.queue, connection).key, str(row.id))
+        positions = pipe.execute()
+    return {
+        row.id
+        for row, position in zip(rows, positions, strict=True)
+        if position is not None or str(row.id) in taken
+    }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Stop(StrEnum):
+    STOPPED = "stopped"  # the work horse was killed
+    REQUESTED = "requested"  # the worker cannot stop it (SimpleWorker) or has not started it
+    GONE = "gone"  # no live worker holds it
+
+
+def stop(connection: Redis, job_id: UUID, worker_name: str | None) -> Stop:
+    """Best effort: stop a running job's work horse (RQ's stop-job command)."""
+    try:
+        if not worker_name or not connection.exists(f"rq:worker:{worker_name}"):
+            return Stop.GONE
+        if connection.hget(f"rq:worker:{worker_name}", "stops_jobs") != b"1":
+            return Stop.REQUESTED
+        send_stop_job_command(connection, str(job_id), serializer=SERIALIZER)
+    except (RedisError, NoSuchJobError, InvalidJobOperation) as exc:
+        log.info("job %s: stop not sent (%s)", job_id, exc)
+        return Stop.REQUESTED
+    return Stop.STOPPED
 
 
 def try_enqueue(connection: Redis, task: Task, **kw: Any) -> bool:

@@ -109,6 +109,28 @@ def worker(queues: tuple[str, ...], burst: bool, simple: bool, name: str | None)
 
 
 @main.command()
+@click.option("--once", is_flag=True, help="one pass, then exit")
+@click.option(
+    "--interval",
+    type=float,
+    default=None,
+    help="seconds between passes [JOBS_RECONCILE_INTERVAL_S]",
+)
+def reconcile(once: bool, interval: float | None) -> None:
+    """Repair what faults leave: lost leases, due scheduled jobs, jobs Redis lost."""
+    from service import reconcile as reconciler
+
+    settings = get_settings()
+    _setup_logging(settings)
+    _require_database(settings)
+    _require_redis(settings)
+    every = interval or settings.reconcile_interval_s
+    reconciler.serve(
+        settings, every, once, ready=lambda: log.info("reconciler ready (every %gs)", every)
+    )
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=9181, show_default=True, type=int)
 def dashboard(host: str, port: int) -> None:
@@ -160,6 +182,7 @@ def run(port: int, dashboard_port: int) -> None:
         for command in (
             ["jobsvc", "api", "--port", str(port)],
             ["jobsvc", "worker"],
+            ["jobsvc", "reconcile"],
             ["jobsvc", "dashboard", "--port", str(dashboard_port)],
         ):
             children.append(

@@ -61,17 +61,25 @@ class JobNotFound(JobServiceError):
 class JobAlreadyTerminal(JobServiceError):
     status_code = 409
 
-    def __init__(self, job_id: UUID, status: str) -> None:
-        super().__init__(
-            f"job {job_id} is already {status}; only queued or scheduled jobs can be canceled"
-        )
+    def __init__(self, job_id: UUID, status: str, action: str) -> None:
+        super().__init__(f"job {job_id} is already {status}; it cannot be {action}")
 
 
-class JobRunning(JobServiceError):
+class JobNotRetryable(JobServiceError):
     status_code = 409
 
-    def __init__(self, job_id: UUID) -> None:
-        super().__init__(f"job {job_id} is running; only queued or scheduled jobs can be canceled")
+    def __init__(self, job_id: UUID, status: str) -> None:
+        super().__init__(f"job {job_id} is {status}; only failed or canceled jobs can be retried")
+
+
+class IdempotencyKeyReused(JobServiceError):
+    status_code = 409
+
+    def __init__(self, key: str, job_id: UUID) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was already used for a different request (job {job_id}); "
+            "send the same request to get that job, or use a new key"
+        )
 
 
 class CursorInvalid(JobServiceError):

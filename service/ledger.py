@@ -9,7 +9,7 @@ with a `Connection`. Callers own the transaction.
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Select,
     Update,
     and_,
+    case,
     func,
     insert,
     literal,
@@ -32,12 +33,16 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnClause
 
 from service import errors
-from service.tables import Status, job_events, jobs
+from service.tables import TERMINAL, Status, job_events, jobs
 
 Job = Row[Any]
+
+_SECOND: ColumnClause[Any] = literal_column("interval '1 second'")
 
 
 def _with_event(stmt: Insert | Update, detail: dict[str, Any]) -> Select[Any]:
@@ -59,30 +64,39 @@ def _with_event(stmt: Insert | Update, detail: dict[str, Any]) -> Select[Any]:
 # ---------------------------------------------------------------- API side (async)
 
 
-async def insert_job(
-    conn: AsyncConnection,
-    *,
-    job_id: UUID,
-    task: str,
-    queue: str,
-    args: dict[str, Any],
-    timeout_s: int,
-    max_attempts: int,
-    owner: str,
-    meta: dict[str, Any],
-) -> Job:
-    stmt = insert(jobs).values(
-        id=job_id,
-        task=task,
-        queue=queue,
-        args=args,
-        status=Status.QUEUED,
-        timeout_s=timeout_s,
-        max_attempts=max_attempts,
-        owner=owner,
-        meta=meta,
-    )
-    row: Job = (await conn.execute(_with_event(stmt, {"by": "api"}))).one()
+@dataclass(frozen=True)
+class NewJob:
+    id: UUID
+    task: str
+    queue: str
+    args: dict[str, Any]
+    timeout_s: int
+    max_attempts: int
+    backoff_s: float
+    owner: str
+    meta: dict[str, Any]
+    run_at: datetime | None = None  # in the future: the job waits as `scheduled`
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+async def insert_job(conn: AsyncConnection, job: NewJob) -> Job | None:
+    """Record a new job; None if the owner already used its idempotency key."""
+    values = asdict(job)
+    values["status"] = Status.SCHEDULED if job.run_at is not None else Status.QUEUED
+    stmt = pg_insert(jobs).values(values)
+    if job.idempotency_key is not None:
+        stmt = stmt.on_conflict_do_nothing(
+            index_elements=[jobs.c.owner, jobs.c.idempotency_key],
+            index_where=jobs.c.idempotency_key.is_not(None),
+        )
+    row: Job | None = (await conn.execute(_with_event(stmt, {"by": "api"}))).one_or_none()
+    return row
+
+
+async def by_idempotency_key(conn: AsyncConnection, owner: str, key: str) -> Job:
+    stmt = select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
+    row: Job = (await conn.execute(stmt)).one()
     return row
 
 
@@ -91,7 +105,7 @@ async def mark_enqueued(conn: AsyncConnection, job_id: UUID) -> Job:
     stmt = (
         update(jobs)
         .where(jobs.c.id == job_id)
-        .values(enqueued_at=func.coalesce(jobs.c.enqueued_at, func.now()))
+        .values(enqueued_at=func.coalesce(jobs.c.enqueued_at, func.now()), updated_at=func.now())
         .returning(*jobs.c)
     )
     row: Job = (await conn.execute(stmt)).one()
@@ -161,24 +175,63 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise errors.CursorInvalid() from exc
 
 
-async def cancel(conn: AsyncConnection, job_id: UUID, owner: str) -> Job:
-    """Cancel a job that has not started; else JobNotFound, JobRunning or JobAlreadyTerminal."""
+async def cancel(conn: AsyncConnection, job_id: UUID, owner: str) -> tuple[Job, bool]:
+    """Cancel a job that is not final; returns the row and whether it was running.
+
+    A running job's outcome is discarded: the worker's fenced write no longer matches.
+    """
+    current = (
+        await conn.execute(
+            select(jobs.c.status)
+            .where(jobs.c.id == job_id, jobs.c.owner == owner)
+            .with_for_update()
+        )
+    ).one_or_none()
+    if current is None:
+        raise errors.JobNotFound(job_id)
+    if current.status in TERMINAL:
+        raise errors.JobAlreadyTerminal(job_id, current.status, "canceled")
+    stmt = (
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(
+            status=Status.CANCELED,
+            finished_at=func.now(),
+            lease_expires_at=None,
+            updated_at=func.now(),
+        )
+    )
+    row: Job = (await conn.execute(_with_event(stmt, {"by": "client"}))).one()
+    return row, current.status == Status.STARTED
+
+
+async def retry(conn: AsyncConnection, job_id: UUID, owner: str) -> Job:
+    """Queue a failed or canceled job again: the next claim is a new attempt, same id."""
     stmt = (
         update(jobs)
         .where(
             jobs.c.id == job_id,
             jobs.c.owner == owner,
-            jobs.c.status.in_([Status.QUEUED, Status.SCHEDULED]),
+            jobs.c.status.in_([Status.FAILED, Status.CANCELED]),
         )
-        .values(status=Status.CANCELED, finished_at=func.now(), updated_at=func.now())
+        .values(
+            status=Status.QUEUED,
+            max_attempts=func.greatest(jobs.c.max_attempts, jobs.c.attempt + 1),
+            result=None,
+            finished_at=None,
+            run_at=None,
+            lease_expires_at=None,
+            enqueued_at=None,
+            checked_at=None,
+            updated_at=func.now(),
+        )
     )
-    row: Job | None = (await conn.execute(_with_event(stmt, {"by": "client"}))).one_or_none()
+    detail = {"by": "client", "action": "retry"}
+    row: Job | None = (await conn.execute(_with_event(stmt, detail))).one_or_none()
     if row is not None:
         return row
     current = await get(conn, job_id, owner)
-    if current.status == Status.STARTED:
-        raise errors.JobRunning(job_id)
-    raise errors.JobAlreadyTerminal(job_id, current.status)
+    raise errors.JobNotRetryable(job_id, current.status)
 
 
 async def events(conn: AsyncConnection, job_id: UUID, owner: str) -> list[Row[Any]]:
@@ -201,7 +254,7 @@ _claimable = or_(
 
 def claim(conn: Connection, job_id: UUID, worker: str, lease_margin_s: int) -> Job | None:
     """Start the job if it may start (DESIGN invariant 2); None means skip it."""
-    lease = (jobs.c.timeout_s + lease_margin_s) * literal_column("interval '1 second'")
+    lease = (jobs.c.timeout_s + lease_margin_s) * _SECOND
     stmt = (
         update(jobs)
         .where(jobs.c.id == job_id, _claimable)
@@ -246,5 +299,110 @@ def fail(conn: Connection, job_id: UUID, attempt: int, error: dict[str, Any]) ->
         lease_expires_at=None,
         updated_at=func.now(),
     )
-    detail = {"by": "worker", "error": {"type": error["type"], "message": error["message"]}}
-    return conn.execute(_with_event(stmt, detail)).one_or_none()
+    return conn.execute(_with_event(stmt, _error_detail("worker", error))).one_or_none()
+
+
+def retry_later(
+    conn: Connection, job_id: UUID, attempt: int, error: dict[str, Any], delay_s: float
+) -> Job | None:
+    """A failed attempt with attempts left: wait as `scheduled`, keeping its error."""
+    stmt = _fenced(job_id, attempt).values(
+        status=Status.SCHEDULED,
+        error=error,
+        run_at=func.now() + delay_s * _SECOND,
+        lease_expires_at=None,
+        updated_at=func.now(),
+    )
+    return conn.execute(_with_event(stmt, _error_detail("worker", error))).one_or_none()
+
+
+def _error_detail(by: str, error: dict[str, Any]) -> dict[str, Any]:
+    return {"by": by, "error": {"type": error["type"], "message": error["message"]}}
+
+
+# ---------------------------------------------------------------- reconciler side (sync)
+# Each statement locks the rows it picks with SKIP LOCKED, so reconcilers can run side by
+# side; the caller enqueues the returned rows before committing.
+
+LOST = {"type": "lost", "message": "the worker running this attempt was lost (lease expired)"}
+
+
+def _pick(where: Any, order_by: Any, limit: int) -> Any:
+    return (
+        select(jobs.c.id)
+        .where(where)
+        .order_by(order_by)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+
+
+def rescue_expired(conn: Connection, limit: int) -> list[Job]:
+    """Started rows whose lease expired: queued again while attempts are left, else failed."""
+    expired = _pick(
+        and_(jobs.c.status == Status.STARTED, jobs.c.lease_expires_at < func.now()),
+        jobs.c.lease_expires_at,
+        limit,
+    )
+    again = jobs.c.attempt < jobs.c.max_attempts
+    stmt = (
+        update(jobs)
+        .where(jobs.c.id.in_(expired))
+        .values(
+            status=case((again, Status.QUEUED), else_=Status.FAILED),
+            error=dict(LOST, traceback=None),
+            lease_expires_at=None,
+            enqueued_at=case((again, func.now()), else_=jobs.c.enqueued_at),
+            checked_at=func.now(),
+            finished_at=case((again, None), else_=func.now()),
+            updated_at=func.now(),
+        )
+    )
+    return list(conn.execute(_with_event(stmt, _error_detail("reconciler", LOST))).all())
+
+
+def release_due(conn: Connection, limit: int) -> list[Job]:
+    """Scheduled rows whose time has come become queued."""
+    due = _pick(
+        and_(jobs.c.status == Status.SCHEDULED, jobs.c.run_at <= func.now()),
+        jobs.c.run_at,
+        limit,
+    )
+    stmt = (
+        update(jobs)
+        .where(jobs.c.id.in_(due))
+        .values(
+            status=Status.QUEUED,
+            enqueued_at=func.now(),
+            checked_at=func.now(),
+            updated_at=func.now(),
+        )
+    )
+    return list(conn.execute(_with_event(stmt, {"by": "reconciler"})).all())
+
+
+def unchecked_queued(conn: Connection, older_than_s: float, limit: int) -> list[Job]:
+    """Queued rows not seen in Redis for a while (or never enqueued), locked for checking."""
+    last_seen = func.coalesce(jobs.c.checked_at, jobs.c.enqueued_at, jobs.c.created_at)
+    stmt = (
+        select(jobs)
+        .where(jobs.c.status == Status.QUEUED, last_seen < func.now() - older_than_s * _SECOND)
+        .order_by(jobs.c.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(conn.execute(stmt).all())
+
+
+def mark_checked(conn: Connection, held: list[UUID], redelivered: list[UUID]) -> None:
+    """Record a delivery check: held rows were in Redis, redelivered ones enqueued again."""
+    if held:
+        conn.execute(update(jobs).where(jobs.c.id.in_(held)).values(checked_at=func.now()))
+    if redelivered:
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id.in_(redelivered), jobs.c.status == Status.QUEUED)
+            .values(enqueued_at=func.now(), checked_at=func.now(), updated_at=func.now())
+        )
+        conn.execute(_with_event(stmt, {"by": "reconciler", "action": "redelivered"}))

@@ -4,7 +4,15 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_validator,
+)
 
 from service.tables import Status
 
@@ -24,9 +32,29 @@ class JobIn(BaseModel):
     timeout_s: int | None = Field(
         default=None, ge=1, description="overrides the task's timeout, up to JOBS_MAX_TIMEOUT_S"
     )
+    max_attempts: int | None = Field(
+        default=None, ge=1, description="overrides the task's attempts, up to JOBS_MAX_ATTEMPTS_CAP"
+    )
+    backoff_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="overrides the task's retry backoff: attempt n waits about backoff_s * 2^(n-1)",
+    )
+    delay_s: float | None = Field(
+        default=None, gt=0, description="run this many seconds from now (not with run_at)"
+    )
+    run_at: AwareDatetime | None = Field(
+        default=None, description="run at this time, with its timezone (not with delay_s)"
+    )
     meta: dict[str, JsonValue] = Field(
         default_factory=dict, description="client labels, stored and returned unchanged"
     )
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> "JobIn":
+        if self.delay_s is not None and self.run_at is not None:
+            raise ValueError("give delay_s or run_at, not both")
+        return self
 
     @field_validator("args", "meta")
     @classmethod
@@ -78,6 +106,10 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
     run_at: datetime | None
+
+
+class CanceledOut(JobOut):
+    notice: str = Field(description="what the cancel did: before start, stopped, or requested")
 
 
 class JobPage(BaseModel):

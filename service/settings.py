@@ -39,12 +39,22 @@ class Settings(BaseSettings):
         default=["jobs.builtin"], description="comma-separated modules that define tasks"
     )
     max_timeout_s: int = Field(default=3600, ge=1, description="cap on a submit's timeout_s")
+    max_attempts_cap: int = Field(default=25, ge=1, description="cap on a submit's max_attempts")
+    max_backoff_s: float = Field(default=3600, ge=0, description="cap on one retry's delay")
+    max_delay_s: int = Field(default=30 * 86400, ge=1, description="cap on delay_s and run_at")
     result_ttl_s: int = Field(default=500, ge=1, description="how long RQ keeps a result")
     lease_margin_s: int = Field(default=60, ge=1, description="lease = timeout_s + this margin")
     list_limit_max: int = Field(default=500, ge=1)
 
-    # Worker ledger writes
-    worker_db_retries: int = Field(default=5, ge=0)
+    # Worker ledger writes: transient errors are retried for this long
+    worker_db_retry_s: float = Field(default=30, ge=0)
+
+    # Reconciler
+    reconcile_interval_s: float = Field(default=1.0, gt=0)
+    redeliver_after_s: float = Field(
+        default=30, gt=0, description="a queued job not seen in Redis this long is enqueued again"
+    )
+    reconcile_batch: int = Field(default=500, ge=1)
 
     # Dashboard
     dashboard_username: str | None = None

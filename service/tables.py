@@ -7,6 +7,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -29,7 +30,6 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.FINISHED, Status.FAILED, Status.CANCELED})
-ACTIVE = frozenset(set(Status) - TERMINAL)
 
 metadata = MetaData(
     naming_convention={
@@ -47,7 +47,6 @@ def _ts(name: str, **kw: object) -> Column[object]:
 
 
 _statuses = ", ".join(f"'{s}'" for s in Status)
-_active = ", ".join(f"'{s}'" for s in sorted(ACTIVE))
 
 jobs = Table(
     "jobs",
@@ -59,16 +58,19 @@ jobs = Table(
     Column("status", Text, nullable=False),
     Column("attempt", Integer, nullable=False, server_default=text("0")),
     Column("max_attempts", Integer, nullable=False, server_default=text("1")),
+    Column("backoff_s", Float, nullable=False, server_default=text("5")),
     Column("timeout_s", Integer, nullable=False),
     Column("result", JSONB),
     Column("error", JSONB),
     Column("progress", JSONB),
     Column("owner", Text, nullable=False),
     Column("idempotency_key", Text),
+    Column("request_hash", Text),
     Column("meta", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     _ts("run_at"),
     _ts("lease_expires_at"),
     Column("worker", Text),
+    _ts("checked_at"),
     _ts("created_at", nullable=False, server_default=func.now()),
     _ts("enqueued_at"),
     _ts("started_at"),
@@ -78,6 +80,7 @@ jobs = Table(
     CheckConstraint("attempt >= 0", name="attempt"),
     CheckConstraint("max_attempts >= 1", name="max_attempts"),
     CheckConstraint("timeout_s >= 1", name="timeout_s"),
+    CheckConstraint("backoff_s >= 0", name="backoff_s"),
 )
 
 # Listing: newest first per owner, optionally narrowed by status or task (keyset on created_at, id).
@@ -96,13 +99,10 @@ Index(
     jobs.c.created_at.desc(),
     jobs.c.id.desc(),
 )
-# The reconciler scans only rows that can still change.
-Index(
-    "ix_jobs_active",
-    jobs.c.status,
-    jobs.c.updated_at,
-    postgresql_where=text(f"status IN ({_active})"),
-)
+# The reconciler's scans, each over the few rows that can still change in that way.
+Index("ix_jobs_lease", jobs.c.lease_expires_at, postgresql_where=text("status = 'started'"))
+Index("ix_jobs_due", jobs.c.run_at, postgresql_where=text("status = 'scheduled'"))
+Index("ix_jobs_queued", jobs.c.created_at, postgresql_where=text("status = 'queued'"))
 # One job per client and idempotency key; the index, not a check-then-insert, decides.
 Index(
     "uq_jobs_owner_idempotency_key",

@@ -6,7 +6,7 @@ from typing import Any
 import yaml
 
 COMPOSE = Path(__file__).resolve().parent.parent / "compose.yaml"
-APP_SERVICES = ("migrate", "api", "worker", "dashboard")
+APP_SERVICES = ("migrate", "api", "worker", "reconciler", "dashboard")
 
 
 def compose() -> dict[str, Any]:
@@ -27,7 +27,7 @@ def test_redis_persists_and_never_evicts() -> None:
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
 
 
-def test_api_and_worker_start_only_after_migrations_complete() -> None:
+def test_processes_start_only_after_migrations_complete() -> None:
     services = compose()["services"]
     assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"

@@ -61,7 +61,9 @@ def test_migrated_schema_has_the_documented_indexes(empty_database: str) -> None
         "ix_jobs_owner_created",
         "ix_jobs_owner_status_created",
         "ix_jobs_owner_task_created",
-        "ix_jobs_active",
+        "ix_jobs_lease",
+        "ix_jobs_due",
+        "ix_jobs_queued",
         "uq_jobs_owner_idempotency_key",
     } <= set(indexes)
     assert indexes["uq_jobs_owner_idempotency_key"]["unique"]

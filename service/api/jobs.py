@@ -1,17 +1,23 @@
 """`/jobs`: submit, read, list and cancel jobs."""
 
-from datetime import datetime
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
+from redis import Redis
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
 from jobs import registry
 from service import broker, errors, ledger
 from service.api.deps import ClientDep, RedisDep, SettingsDep
 from service.db import ConnDep
-from service.schemas import EventOut, JobIn, JobOut, JobPage
+from service.ledger import Job
+from service.schemas import CanceledOut, EventOut, JobIn, JobOut, JobPage
+from service.settings import Settings
 from service.tables import Status
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -23,7 +29,16 @@ _errors: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=202, response_model=JobOut, responses=_errors)
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        **_errors,
+        200: {"description": "the job first submitted with this Idempotency-Key", "model": JobOut},
+        409: {"description": "this Idempotency-Key was used for a different request"},
+    },
+)
 async def submit(
     body: JobIn,
     response: Response,
@@ -31,48 +46,87 @@ async def submit(
     redis: RedisDep,
     settings: SettingsDep,
     client: ClientDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(min_length=1, max_length=200, description="the same key returns the same job"),
+    ] = None,
 ) -> JobOut:
     """Record the job in the ledger, then put it on its RQ queue; answers 202 with the job."""
+    new = _new_job(body, settings, client, idempotency_key)
+    row = await ledger.insert_job(conn, new)
+    if row is None:  # the key was used before, perhaps by a concurrent request
+        assert idempotency_key is not None
+        first = await ledger.by_idempotency_key(conn, client, idempotency_key)
+        if first.request_hash != new.request_hash:
+            raise errors.IdempotencyKeyReused(idempotency_key, first.id)
+        response.status_code = 200
+        response.headers["Location"] = f"/jobs/{first.id}"
+        return JobOut.model_validate(first)
+    await conn.commit()  # recorded before anything reaches Redis (DESIGN invariant 1)
+    if row.status == Status.QUEUED:
+        row = await _deliver(conn, redis, settings, row)
+    response.headers["Location"] = f"/jobs/{row.id}"
+    return JobOut.model_validate(row)
+
+
+def _new_job(body: JobIn, settings: Settings, client: str, key: str | None) -> ledger.NewJob:
+    """The row to record, after every check that needs the registry or the settings."""
     task = registry.get(body.task)
     args = task.validate(body.args)
     queue_name = body.queue or task.queue
     if queue_name not in registry.queues():
         raise errors.QueueUnknown(queue_name, registry.queues())
-    if body.timeout_s is not None and body.timeout_s > settings.max_timeout_s:
-        raise errors.OptionInvalid(
-            f"timeout_s {body.timeout_s} is over the limit of {settings.max_timeout_s} seconds"
-        )
-    timeout_s = body.timeout_s or task.timeout_s
-
-    job_id = uuid4()
-    row = await ledger.insert_job(
-        conn,
-        job_id=job_id,
+    _within("timeout_s", body.timeout_s, settings.max_timeout_s)
+    _within("max_attempts", body.max_attempts, settings.max_attempts_cap)
+    _within("backoff_s", body.backoff_s, settings.max_backoff_s)
+    _within("delay_s", body.delay_s, settings.max_delay_s)
+    now = datetime.now(UTC)
+    run_at = body.run_at
+    if body.delay_s is not None:
+        run_at = now + timedelta(seconds=body.delay_s)
+    if run_at is not None:
+        _within("run_at (seconds from now)", (run_at - now).total_seconds(), settings.max_delay_s)
+        if run_at <= now:
+            run_at = None  # already due: queue it now
+    fingerprint = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return ledger.NewJob(
+        id=uuid4(),
         task=task.name,
         queue=queue_name,
         args=args,
-        timeout_s=timeout_s,
-        max_attempts=task.max_attempts,
+        timeout_s=body.timeout_s or task.timeout_s,
+        max_attempts=body.max_attempts or task.max_attempts,
+        backoff_s=task.backoff_s if body.backoff_s is None else body.backoff_s,
         owner=client,
         meta=body.meta,
+        run_at=run_at,
+        idempotency_key=key,
+        request_hash=hashlib.sha256(fingerprint.encode()).hexdigest() if key else None,
     )
-    await conn.commit()  # recorded before anything reaches Redis (DESIGN invariant 1)
 
+
+def _within(name: str, value: float | None, cap: float) -> None:
+    if value is not None and value > cap:
+        raise errors.OptionInvalid(f"{name} {value:g} is over the limit of {cap:g}")
+
+
+async def _deliver(conn: AsyncConnection, redis: Redis, settings: Settings, row: Job) -> Job:
+    """Enqueue a committed `queued` row; if Redis refuses, the reconciler delivers it later."""
     enqueued = await run_in_threadpool(
         broker.try_enqueue,
         redis,
-        task,
-        job_id=job_id,
-        queue_name=queue_name,
-        args=args,
-        timeout_s=timeout_s,
+        registry.get(row.task),
+        job_id=row.id,
+        queue_name=row.queue,
+        args=row.args,
+        timeout_s=row.timeout_s,
         result_ttl_s=settings.result_ttl_s,
     )
-    if enqueued:
-        row = await ledger.mark_enqueued(conn, job_id)
-        await conn.commit()
-    response.headers["Location"] = f"/jobs/{job_id}"
-    return JobOut.model_validate(row)
+    if not enqueued:
+        return row
+    row = await ledger.mark_enqueued(conn, row.id)
+    await conn.commit()
+    return row
 
 
 @router.get("", response_model=JobPage, responses=_errors)
@@ -110,17 +164,54 @@ async def get_job(job_id: UUID, conn: ConnDep, client: ClientDep) -> JobOut:
     return JobOut.model_validate(await ledger.get(conn, job_id, client))
 
 
+_NOTICES = {
+    broker.Stop.STOPPED: "canceled while running: its work horse was stopped",
+    broker.Stop.REQUESTED: (
+        "cancel requested: the worker cannot stop this job mid-run (SimpleWorker); "
+        "it is canceled, and its outcome will be discarded"
+    ),
+    broker.Stop.GONE: "canceled while running: no live worker held it",
+}
+
+
 @router.post(
     "/{job_id}/cancel",
-    response_model=JobOut,
-    responses={**_errors, 409: {"description": "the job is running or already final"}},
+    response_model=CanceledOut,
+    responses={
+        **_errors,
+        202: {"description": "a running job that its worker cannot stop", "model": CanceledOut},
+        409: {"description": "the job is already final"},
+    },
 )
-async def cancel(job_id: UUID, conn: ConnDep, redis: RedisDep, client: ClientDep) -> JobOut:
-    """Cancel a queued or scheduled job: it will never run."""
-    row = await ledger.cancel(conn, job_id, client)
+async def cancel(
+    job_id: UUID, response: Response, conn: ConnDep, redis: RedisDep, client: ClientDep
+) -> CanceledOut:
+    """Cancel a job: a queued or scheduled one never runs; a running one is stopped where
+    its worker can stop it, and its outcome is discarded in any case."""
+    row, was_running = await ledger.cancel(conn, job_id, client)
     await conn.commit()
-    await run_in_threadpool(broker.withdraw, redis, job_id)
-    return JobOut.model_validate(row)
+    if not was_running:
+        await run_in_threadpool(broker.withdraw, redis, job_id)
+        return CanceledOut.model_validate({**row._mapping, "notice": "canceled before it started"})
+    stopped = await run_in_threadpool(broker.stop, redis, job_id, row.worker)
+    if stopped == broker.Stop.REQUESTED:
+        response.status_code = 202
+    return CanceledOut.model_validate({**row._mapping, "notice": _NOTICES[stopped]})
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=202,
+    response_model=JobOut,
+    responses={**_errors, 409: {"description": "the job is not failed or canceled"}},
+)
+async def retry(
+    job_id: UUID, conn: ConnDep, redis: RedisDep, settings: SettingsDep, client: ClientDep
+) -> JobOut:
+    """Run a failed or canceled job again: a new attempt under the same id."""
+    row = await ledger.retry(conn, job_id, client)
+    await conn.commit()
+    return JobOut.model_validate(await _deliver(conn, redis, settings, row))
 
 
 @router.get("/{job_id}/events", response_model=list[EventOut], responses=_errors)

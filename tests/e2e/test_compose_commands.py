@@ -1,6 +1,6 @@
 """Each compose service's command, run here as it is written (host and port moved to
-loopback and free ports), against this machine's test servers: migrate, api, worker and
-the dashboard, which must show the job the API enqueued by its task name."""
+loopback and free ports), against this machine's test servers: migrate, api, worker,
+reconciler and the dashboard, which must show the job the API enqueued by its task name."""
 
 import time
 from collections.abc import Iterator
@@ -49,6 +49,8 @@ def test_compose_commands_bring_up_a_working_stack(
         stack.api(*local(services["api"]["command"], stack.port))
         stack.start("worker", *services["worker"]["command"])
         stack.wait_for_log("worker", "ready")
+        stack.start("reconciler", *services["reconciler"]["command"])
+        stack.wait_for_log("reconciler", "ready")
         dashboard_port = free_port()
         stack.start("dashboard", *local(services["dashboard"]["command"], dashboard_port))
         stack.wait_for_log("dashboard", "ready")

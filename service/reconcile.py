@@ -1,0 +1,142 @@
+"""The reconciler: repairs what faults leave behind, so no accepted job is lost or stuck.
+
+Each pass, in its own short transactions (rows picked with SKIP LOCKED, so several
+reconcilers can run at once):
+
+1. `started` rows whose lease expired (worker or machine lost) are queued again while
+   attempts are left, else failed with error type `lost`;
+2. `scheduled` rows whose `run_at` has come (delayed jobs, retry backoffs) are queued;
+3. `queued` rows that Redis no longer holds (never enqueued, Redis flushed or restarted,
+   an id popped by a worker that died) are enqueued again.
+
+Rows are enqueued before their transaction commits: if Redis refuses, the change rolls
+back and the next pass tries again; a worker that dequeues first waits on the row lock.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from jobs import registry
+from service import broker, db, errors, ledger
+from service.settings import Settings
+from service.tables import Status
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Repairs:
+    """What one pass changed."""
+
+    requeued_lost: int = 0
+    failed_lost: int = 0
+    released: int = 0
+    redelivered: int = 0
+    failed_steps: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.requeued_lost or self.failed_lost or self.released or self.redelivered)
+
+
+class Reconciler:
+    def __init__(self, settings: Settings, engine: Engine, redis: Redis) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.redis = redis
+        registry.load(settings.task_modules)
+
+    def run_pass(self) -> Repairs:
+        repairs = Repairs()
+        for name, step in (
+            ("rescue expired leases", self._rescue_expired),
+            ("release due jobs", self._release_due),
+            ("redeliver lost jobs", self._redeliver),
+        ):
+            try:
+                with self.engine.begin() as conn:
+                    step(conn, repairs)
+            except (DBAPIError, RedisError) as exc:
+                log.warning("reconcile: %s failed (%s); next pass retries", name, exc)
+                repairs.failed_steps.append(name)
+        return repairs
+
+    def run(self, interval_s: float, stop: threading.Event) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            repairs = self.run_pass()
+            if repairs:
+                log.info("reconcile: %s", repairs)
+            stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
+
+    def _rescue_expired(self, conn: Connection, repairs: Repairs) -> None:
+        rows = ledger.rescue_expired(conn, self.settings.reconcile_batch)
+        again = [row for row in rows if row.status == Status.QUEUED]
+        self._enqueue(again)
+        repairs.requeued_lost += len(again)
+        repairs.failed_lost += len(rows) - len(again)
+
+    def _release_due(self, conn: Connection, repairs: Repairs) -> None:
+        rows = ledger.release_due(conn, self.settings.reconcile_batch)
+        self._enqueue(rows)
+        repairs.released += len(rows)
+
+    def _redeliver(self, conn: Connection, repairs: Repairs) -> None:
+        rows = ledger.unchecked_queued(
+            conn, self.settings.redeliver_after_s, self.settings.reconcile_batch
+        )
+        if not rows:
+            return
+        held = broker.held(self.redis, rows)
+        sent = self._enqueue([row for row in rows if row.id not in held])
+        ledger.mark_checked(conn, list(held), [row.id for row in sent])
+        repairs.redelivered += len(sent)
+
+    def _enqueue(self, rows: Sequence[Any]) -> list[Any]:
+        """Enqueue the rows whose task this process knows; returns those."""
+        known = [row for row in rows if _task_known(row.task)]
+        if known:
+            broker.enqueue_rows(self.redis, known, self.settings.result_ttl_s)
+        return known
+
+
+def _task_known(name: str) -> bool:
+    try:
+        registry.get(name)
+    except errors.TaskUnknown as exc:
+        log.error("reconcile: cannot enqueue: %s (check JOBS_TASK_MODULES)", exc)
+        return False
+    return True
+
+
+def serve(settings: Settings, interval_s: float, once: bool, ready: Callable[[], None]) -> None:
+    """The `jobsvc reconcile` process: one pass, or passes until SIGTERM/SIGINT."""
+    engine = db.create_worker_engine(settings)
+    redis = broker.connect(settings)
+    try:
+        reconciler = Reconciler(settings, engine, redis)
+        ready()
+        if once:
+            log.info("reconcile: %s", reconciler.run_pass())
+            return
+        stop = threading.Event()
+        _stop_on_signals(stop)
+        reconciler.run(interval_s, stop)
+    finally:
+        engine.dispose()
+        redis.close()
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
