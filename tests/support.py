@@ -83,3 +83,17 @@ def run_worker_burst(settings: Settings, *queues: str) -> None:
         worker.work(burst=True, logging_level="WARNING")
     finally:
         connection.close()
+
+
+def run_reconcile_pass(settings: Settings) -> Any:
+    """One reconciler pass in-process; returns its Repairs."""
+    from service import broker
+    from service.reconcile import Reconciler
+
+    engine = create_engine(settings.sync_database_url)
+    redis = broker.connect(settings)
+    try:
+        return Reconciler(settings, engine, redis).run_pass()
+    finally:
+        engine.dispose()
+        redis.close()
