@@ -1,5 +1,6 @@
 """Real processes: `jobsvc api` (uvicorn) and `jobsvc worker`, driven over HTTP."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,9 +19,20 @@ BIN = Path(sys.executable).parent
 FINAL = ("finished", "failed", "canceled")
 
 
+# Fast repairs for tests: short leases, frequent reconciler passes.
+FAST = {
+    "JOBS_LEASE_MARGIN_S": "1",
+    "JOBS_REDELIVER_AFTER_S": "1",
+    "JOBS_RECONCILE_INTERVAL_S": "0.2",
+}
+
+
 class Stack:
-    def __init__(self, log_dir: Path) -> None:
+    """Processes of this project started for one test, all stopped by `close()`."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.log_dir = log_dir
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.port = free_port()
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
@@ -32,7 +44,7 @@ class Stack:
                 [str(BIN / command), *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=self.env,
                 start_new_session=True,
             )
         self.procs[name] = proc
@@ -55,6 +67,21 @@ class Stack:
         )
         self.wait_for_log(name, "ready")
         return proc
+
+    def reconciler(self, name: str = "reconciler") -> subprocess.Popen[bytes]:
+        proc = self.start(name, "jobsvc", "reconcile")
+        self.wait_for_log(name, "ready")
+        return proc
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process and its children (a work horse has its own process group)."""
+        proc = self.procs.pop(name)
+        ps = ["ps", "-o", "pid=", "--ppid", str(proc.pid)]
+        children = subprocess.run(ps, capture_output=True, text=True, check=False).stdout.split()
+        for pid in [proc.pid, *map(int, children)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(10)
 
     def log(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")

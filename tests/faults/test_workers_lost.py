@@ -1,0 +1,56 @@
+"""A worker killed outright (main process and work horse): its job is not left `started`."""
+
+import time
+
+import pytest
+
+from tests.e2e.conftest import Stack
+from tests.faults.conftest import Private
+from tests.support import Ledger
+
+pytestmark = [pytest.mark.e2e, pytest.mark.fault]
+
+
+def test_job_of_a_killed_worker_finishes_on_another(world: tuple[Stack, Ledger, Private]) -> None:
+    stack, ledger_rows, _ = world
+    stack.worker("w1")
+    stack.worker("w2")
+    stack.reconciler()
+    r = stack.http.post(
+        "/jobs", json={"task": "sleep", "args": {"seconds": 2}, "timeout_s": 4, "max_attempts": 2}
+    )
+    job_id = r.json()["id"]
+    running = stack.wait(job_id, ("started",))
+    assert running["status"] == "started"
+    first = ledger_rows.row(job_id)
+    assert first is not None
+
+    killed_at = time.monotonic()
+    stack.kill(first["worker"])
+
+    # lease (timeout 4 s + margin 1 s) + reconcile interval + the 2 s run, with room to spare
+    done = stack.wait(job_id, timeout=20)
+    assert done["status"] == "finished" and done["result"] == 2 and done["attempt"] == 2
+    assert time.monotonic() - killed_at < 15
+    last = ledger_rows.row(job_id)
+    assert last is not None and last["worker"] != first["worker"]
+    assert ledger_rows.statuses(job_id) == ["queued", "started", "queued", "started", "finished"]
+    assert ledger_rows.events(job_id)[2]["detail"]["error"]["type"] == "lost"
+
+
+def test_job_of_a_killed_worker_fails_as_lost_without_attempts_left(
+    world: tuple[Stack, Ledger, Private],
+) -> None:
+    stack, ledger_rows, _ = world
+    stack.worker("w1", simple=True)
+    stack.reconciler()
+    r = stack.http.post("/jobs", json={"task": "sleep", "args": {"seconds": 30}, "timeout_s": 3})
+    job_id = r.json()["id"]
+    assert stack.wait(job_id, ("started",))["status"] == "started"
+
+    stack.kill("w1")
+
+    done = stack.wait(job_id, timeout=15)
+    assert done["status"] == "failed" and done["attempt"] == 1
+    assert done["error"]["type"] == "lost"
+    assert ledger_rows.statuses(job_id) == ["queued", "started", "failed"]
