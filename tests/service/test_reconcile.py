@@ -1,7 +1,7 @@
 """The reconciler, one pass at a time, against the real ledger and Redis."""
 
+import asyncio
 import threading
-import time
 import uuid
 
 import httpx
@@ -30,7 +30,7 @@ async def test_jobs_lost_from_redis_are_enqueued_again(
 ) -> None:
     ids = [await submit(client) for _ in range(5)]
     redis_conn.flushdb()
-    time.sleep(0.3)
+    await asyncio.sleep(0.3)
 
     repairs = run_reconcile_pass(fast(settings))
 
@@ -46,7 +46,7 @@ async def test_jobs_redis_still_holds_are_left_alone(
     client: httpx.AsyncClient, settings: Settings, redis_conn: Redis
 ) -> None:
     await submit(client)
-    time.sleep(0.3)
+    await asyncio.sleep(0.3)
 
     first = run_reconcile_pass(fast(settings))
     second = run_reconcile_pass(fast(settings))
@@ -61,7 +61,7 @@ async def test_a_job_popped_by_a_worker_that_died_is_enqueued_again(
     job_id = await submit(client)
     assert redis_conn.lpop("rq:queue:default") == job_id.encode()  # as a dying BLPOP would
     assert redis_conn.exists(f"rq:job:{job_id}")  # the hash alone does not count
-    time.sleep(0.3)
+    await asyncio.sleep(0.3)
 
     assert run_reconcile_pass(fast(settings)).redelivered == 1
     run_worker_burst(settings)
@@ -76,7 +76,7 @@ async def test_a_submit_redis_refused_is_delivered(
     with sql_engine.begin() as conn:  # as if Redis had refused the enqueue
         conn.execute(text("UPDATE jobs SET enqueued_at = NULL WHERE id = :id"), {"id": job_id})
     Redis.from_url(str(settings.redis_url)).flushdb()
-    time.sleep(0.3)
+    await asyncio.sleep(0.3)
 
     assert run_reconcile_pass(fast(settings)).redelivered == 1
     row = ledger_rows.row(job_id)
@@ -121,7 +121,7 @@ async def test_due_scheduled_jobs_are_released(
     later = await submit(client, delay_s=3600)
 
     assert run_reconcile_pass(settings).released == 0
-    time.sleep(0.6)
+    await asyncio.sleep(0.6)
     assert run_reconcile_pass(settings).released == 1
 
     assert redis_conn.lrange("rq:queue:default", 0, -1) == [soon.encode()]
@@ -135,7 +135,7 @@ async def test_reconcilers_side_by_side_enqueue_each_job_once(
 ) -> None:
     for _ in range(120):
         await submit(client, delay_s=0.2)
-    time.sleep(0.3)
+    await asyncio.sleep(0.3)
     small = settings.model_copy(update={"reconcile_batch": 7})
     released: list[int] = []
 

@@ -3,6 +3,8 @@ final row final (only a client's retry reopens it), never let attempts pass the 
 and record only legal transitions."""
 
 import asyncio
+import contextlib
+import itertools
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -100,10 +102,8 @@ class Driver:
                 ledger.release_due(conn, limit=10_000)
 
     def _api_ignoring(self, fn: Any) -> None:
-        try:
+        with contextlib.suppress(errors.JobAlreadyTerminal, errors.JobNotRetryable):
             self._api(fn)
-        except (errors.JobAlreadyTerminal, errors.JobNotRetryable):
-            pass
 
 
 def ledger_now_plus(seconds: int) -> Any:
@@ -150,5 +150,5 @@ def test_transitions_keep_the_invariants(
         before = after
 
     statuses = [None, *ledger_rows.statuses(job_id)]
-    for transition in zip(statuses, statuses[1:], strict=False):
+    for transition in itertools.pairwise(statuses):
         assert transition in LEGAL, transition
