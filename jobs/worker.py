@@ -119,6 +119,12 @@ class LedgerHooks:
         self._horse_status = ret_val
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[misc]
 
+    def serialize(self) -> dict[str, Any]:
+        """RQ's worker record, plus whether this worker can stop a running job."""
+        data: dict[str, Any] = super().serialize()  # type: ignore[misc]
+        data["stops_jobs"] = "1" if self.stops_jobs else "0"
+        return data
+
     def teardown(self) -> None:
         super().teardown()  # type: ignore[misc]
         if self._engine is not None and self._engine_pid == os.getpid():
@@ -194,7 +200,11 @@ class LedgerHooks:
         else:
             written = self._record_failure(row, self._describe_failure(job, result))
         if written is None:
-            log.warning("job %s attempt %d: outcome not recorded", job.id, row.attempt)
+            log.info(
+                "job %s attempt %d: outcome not recorded (the row moved on, or the ledger is away)",
+                job.id,
+                row.attempt,
+            )
 
     def _record_failure(self, row: ledger.Job, error: dict[str, Any]) -> ledger.Job | None:
         """Fail the attempt: `scheduled` for a retry while attempts are left, else `failed`."""
@@ -202,12 +212,6 @@ class LedgerHooks:
             return self.write(ledger.fail, row.id, row.attempt, error)
         delay_s = retry_delay(row.backoff_s, row.attempt, self.settings.max_backoff_s)
         return self.write(ledger.retry_later, row.id, row.attempt, error, delay_s)
-
-    def serialize(self) -> dict[str, Any]:
-        """RQ's worker record, plus whether this worker can stop a running job."""
-        data: dict[str, Any] = super().serialize()  # type: ignore[misc]
-        data["stops_jobs"] = "1" if self.stops_jobs else "0"
-        return data
 
     def _describe_failure(self, job: Job, result: Result) -> dict[str, Any]:
         traceback = (result.exc_string or "")[-TRACEBACK_LIMIT:]

@@ -1,4 +1,4 @@
-"""`/jobs`: submit, read, list and cancel jobs."""
+"""`/jobs`: submit, read, list, cancel and retry jobs."""
 
 import hashlib
 import json

@@ -1,7 +1,5 @@
 """A worker killed outright (main process and work horse): its job is not left `started`."""
 
-import time
-
 import pytest
 
 from tests.e2e.conftest import Stack
@@ -25,13 +23,11 @@ def test_job_of_a_killed_worker_finishes_on_another(world: tuple[Stack, Ledger, 
     first = ledger_rows.row(job_id)
     assert first is not None
 
-    killed_at = time.monotonic()
     stack.kill(first["worker"])
 
     # lease (timeout 4 s + margin 1 s) + reconcile interval + the 2 s run, with room to spare
     done = stack.wait(job_id, timeout=20)
     assert done["status"] == "finished" and done["result"] == 2 and done["attempt"] == 2
-    assert time.monotonic() - killed_at < 15
     last = ledger_rows.row(job_id)
     assert last is not None and last["worker"] != first["worker"]
     assert ledger_rows.statuses(job_id) == ["queued", "started", "queued", "started", "finished"]
