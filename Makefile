@@ -13,8 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,local]'
 	touch $@
 
+# A developer's machine: no API keys, an open dashboard, no rate limit (JOBS_DEV_MODE).
 run: install
-	$(BIN)/jobsvc run
+	JOBS_DEV_MODE=$${JOBS_DEV_MODE:-1} $(BIN)/jobsvc run
 
 lint: install
 	$(BIN)/ruff check .

@@ -8,6 +8,7 @@ worker imports exactly the function that the API enqueued.
 import functools
 import importlib
 import inspect
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -67,7 +68,7 @@ def task(
 
         @functools.wraps(fn)
         def run(**kwargs: Any) -> Any:
-            return fn(model.model_validate(kwargs))  # type: ignore[arg-type]
+            return _json_result(fn(model.model_validate(kwargs)))  # type: ignore[arg-type]
 
         if task_name in _tasks and _tasks[task_name].func.__qualname__ != fn.__qualname__:
             raise ValueError(f"task {task_name!r} is registered twice")
@@ -84,6 +85,18 @@ def task(
         return run
 
     return register
+
+
+class ResultInvalid(Exception):
+    """A task returned something the ledger cannot keep as JSON."""
+
+
+def _json_result(value: Any) -> Any:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ResultInvalid(f"the task's result is not JSON: {exc}") from None
+    return value
 
 
 def _args_model(fn: Callable[..., Any]) -> type[TaskArgs]:

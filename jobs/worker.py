@@ -151,7 +151,7 @@ class LedgerHooks:
         execution = getattr(self, "execution", None)
         job.meta["error"] = {
             "execution_id": execution.id if execution else None,
-            "type": "timeout" if issubclass(exc_type, JobTimeoutException) else exc_type.__name__,
+            "type": _error_type(exc_type),
             "message": str(exc_value)[:MESSAGE_LIMIT],
         }
         try:
@@ -258,6 +258,14 @@ def _payload_mismatch(job: Job, row: ledger.Job) -> str | None:
     if func_name != expected or args or kwargs != row.args:
         return f"the queued payload ({func_name}) does not match the recorded task {row.task!r}"
     return None
+
+
+def _error_type(exc_type: type[BaseException]) -> str:
+    if issubclass(exc_type, JobTimeoutException):
+        return "timeout"
+    if issubclass(exc_type, registry.ResultInvalid):
+        return "result_invalid"
+    return exc_type.__name__
 
 
 def _error(kind: str, message: str, traceback: str | None = None) -> dict[str, Any]:

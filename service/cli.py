@@ -8,11 +8,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
 from jobs import registry
-from service import broker, db
+from service import broker, db, errors, keys, logs
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("jobsvc")
@@ -21,10 +22,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.setup(settings.log_level)
 
 
 def _fail(message: str) -> None:
@@ -139,10 +137,77 @@ def dashboard(host: str, port: int) -> None:
 
     settings = get_settings()
     _setup_logging(settings)
+    if not settings.dev_mode and not (settings.dashboard_username and settings.dashboard_password):
+        _fail(
+            "the dashboard needs JOBS_DASHBOARD_USERNAME and JOBS_DASHBOARD_PASSWORD "
+            "(it never runs open, except with JOBS_DEV_MODE=1 on a developer's machine)"
+        )
     _require_redis(settings)
     app = rq_dashboard.build(settings)
     log.info("dashboard ready on http://%s:%d", host, port)
     app.run(host=host, port=port)
+
+
+@main.group(name="keys")
+def keys_group() -> None:
+    """API keys: each names a client, which owns the jobs it submits."""
+
+
+def _keys_connection() -> Any:
+    settings = get_settings()
+    _setup_logging(settings)
+    _require_database(settings)
+    return db.create_worker_engine(settings)
+
+
+@keys_group.command(name="create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="may see and act on every client's jobs")
+def keys_create(name: str, admin: bool) -> None:
+    """Create a key and print it; it is shown only this once."""
+    engine = _keys_connection()
+    try:
+        with engine.begin() as conn:
+            key = keys.create(conn, name, admin)
+    except errors.JobServiceError as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+    click.echo(f"created {'admin ' if admin else ''}key {name!r}; it is shown only now:", err=True)
+    click.echo(key)
+
+
+@keys_group.command(name="list")
+def keys_list() -> None:
+    """Every key: name, first characters, admin, created, revoked."""
+    engine = _keys_connection()
+    try:
+        with engine.connect() as conn:
+            listed = keys.list_keys(conn)
+    finally:
+        engine.dispose()
+    click.echo(f"{'NAME':24} {'KEY':14} {'ADMIN':5} {'CREATED':20} REVOKED")
+    for k in listed:
+        revoked = f"{k.revoked_at:%Y-%m-%d %H:%M:%S}" if k.revoked_at else "-"
+        click.echo(
+            f"{k.name:24} {k.prefix + '…':14} {'yes' if k.admin else 'no':5} "
+            f"{k.created_at:%Y-%m-%d %H:%M:%S}  {revoked}"
+        )
+
+
+@keys_group.command(name="revoke")
+@click.argument("name")
+def keys_revoke(name: str) -> None:
+    """Revoke a key: its next request gets 401."""
+    engine = _keys_connection()
+    try:
+        with engine.begin() as conn:
+            keys.revoke(conn, name)
+    except errors.JobServiceError as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+    click.echo(f"revoked key {name!r}")
 
 
 @main.group(name="db")

@@ -8,7 +8,8 @@ from service.settings import Settings
 
 
 def build(settings: Settings) -> Any:
-    """The dashboard's Flask app: basic auth when credentials are set, deleting disabled."""
+    """The dashboard's Flask app: basic auth when credentials are set; read-only."""
+    from flask import request
     from rq_dashboard import web
     from rq_dashboard.cli import make_flask_app
 
@@ -21,4 +22,22 @@ def build(settings: Settings) -> Any:
     app.config["DEPRECATED_OPTIONS"] = []
     web.config.serializer = JSONSerializer
     web.setup_rq_connection(app)
+
+    @app.before_request  # type: ignore[untyped-decorator]
+    def read_only() -> Any:
+        # Requeueing here would bypass the ledger (and rq-dashboard 0.9 reads the job
+        # without the JSON serializer); retries go through POST /jobs/{id}/retry.
+        if request.endpoint in _CHANGES:
+            return {"detail": "read-only dashboard: retry jobs through the API"}, 403
+        return None
+
     return app
+
+
+_CHANGES = {
+    "rq_dashboard.requeue_job_view",
+    "rq_dashboard.requeue_all",
+    "rq_dashboard.compact_queue",
+    "rq_dashboard.empty_queue",
+    "rq_dashboard.delete_job_view",
+}

@@ -11,6 +11,7 @@ class JobServiceError(Exception):
     """Base for errors a client can cause or must be told about."""
 
     status_code = 400
+    headers: dict[str, str] = {}  # noqa: RUF012 - read-only defaults, overridden per instance
 
     @property
     def detail(self) -> Any:
@@ -102,3 +103,36 @@ class OptionInvalid(JobServiceError):
     """A submit option outside what this service allows."""
 
     status_code = 422
+
+
+class Unauthenticated(JobServiceError):
+    status_code = 401
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+
+
+class RateLimited(JobServiceError):
+    status_code = 429
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"too many submits; try again in {retry_after_s} s")
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class KeyNameInvalid(JobServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"key name {name!r} is not allowed: use 1-100 letters, digits, '_', '.', '@' or '-'"
+        )
+
+
+class KeyNameTaken(JobServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a key named {name!r} exists already; revoke it or choose another name")
+
+
+class KeyUnknown(JobServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no live key named {name!r}")

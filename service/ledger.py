@@ -112,8 +112,13 @@ async def mark_enqueued(conn: AsyncConnection, job_id: UUID) -> Job:
     return row
 
 
-async def get(conn: AsyncConnection, job_id: UUID, owner: str) -> Job:
-    stmt = select(jobs).where(jobs.c.id == job_id, jobs.c.owner == owner)
+def _visible(job_id: UUID, owner: str | None) -> Any:
+    """The job, if `owner` may see it (None: an admin, who sees every job)."""
+    return and_(jobs.c.id == job_id, *([] if owner is None else [jobs.c.owner == owner]))
+
+
+async def get(conn: AsyncConnection, job_id: UUID, owner: str | None) -> Job:
+    stmt = select(jobs).where(_visible(job_id, owner))
     row = (await conn.execute(stmt)).one_or_none()
     if row is None:
         raise errors.JobNotFound(job_id)
@@ -122,7 +127,7 @@ async def get(conn: AsyncConnection, job_id: UUID, owner: str) -> Job:
 
 @dataclass(frozen=True)
 class ListFilter:
-    owner: str
+    owner: str | None  # None: every owner's jobs (an admin)
     status: Status | None = None
     task: str | None = None
     queue: str | None = None
@@ -134,8 +139,9 @@ async def list_jobs(
     conn: AsyncConnection, where: ListFilter, limit: int, cursor: str | None
 ) -> tuple[list[Job], str | None]:
     """A page of jobs, newest first, and the cursor of the next page (None on the last)."""
-    conds = [jobs.c.owner == where.owner]
+    conds = []
     for column, value in (
+        (jobs.c.owner, where.owner),
         (jobs.c.status, where.status),
         (jobs.c.task, where.task),
         (jobs.c.queue, where.queue),
@@ -175,7 +181,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise errors.CursorInvalid() from exc
 
 
-async def cancel(conn: AsyncConnection, job_id: UUID, owner: str) -> tuple[Job, bool]:
+async def cancel(conn: AsyncConnection, job_id: UUID, owner: str | None) -> tuple[Job, bool]:
     """Cancel a job that is not final; returns the row and whether it was running.
 
     A running job's outcome is discarded: the worker's fenced write no longer matches.
@@ -205,15 +211,11 @@ async def cancel(conn: AsyncConnection, job_id: UUID, owner: str) -> tuple[Job, 
     return row, current.status == Status.STARTED
 
 
-async def retry(conn: AsyncConnection, job_id: UUID, owner: str) -> Job:
+async def retry(conn: AsyncConnection, job_id: UUID, owner: str | None) -> Job:
     """Queue a failed or canceled job again: the next claim is a new attempt, same id."""
     stmt = (
         update(jobs)
-        .where(
-            jobs.c.id == job_id,
-            jobs.c.owner == owner,
-            jobs.c.status.in_([Status.FAILED, Status.CANCELED]),
-        )
+        .where(_visible(job_id, owner), jobs.c.status.in_([Status.FAILED, Status.CANCELED]))
         .values(
             status=Status.QUEUED,
             max_attempts=func.greatest(jobs.c.max_attempts, jobs.c.attempt + 1),
@@ -234,7 +236,7 @@ async def retry(conn: AsyncConnection, job_id: UUID, owner: str) -> Job:
     raise errors.JobNotRetryable(job_id, current.status)
 
 
-async def events(conn: AsyncConnection, job_id: UUID, owner: str) -> list[Row[Any]]:
+async def events(conn: AsyncConnection, job_id: UUID, owner: str | None) -> list[Row[Any]]:
     await get(conn, job_id, owner)
     stmt = select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
     return list((await conn.execute(stmt)).all())

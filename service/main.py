@@ -6,11 +6,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from jobs import registry
-from service import broker, db
-from service.api import handlers, health, jobs, tasks
+from service import broker, db, logs
+from service.api import handlers, health, jobs, middleware, tasks
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("service")
@@ -31,12 +33,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    logs.setup(settings.log_level)
     registry.load(settings.task_modules)
+    docs = settings.public_docs
     app = FastAPI(
         title="jobsvc",
         summary="Durable background jobs: a PostgreSQL ledger in front of RQ.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
     app.dependency_overrides[get_settings] = lambda: settings
@@ -45,7 +52,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    _install_middleware(app, settings)
     return app
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Outermost first: size limits, trusted hosts, CORS, security headers."""
+    app.add_middleware(middleware.SecurityHeaders)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    if settings.trusted_hosts != ["*"]:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(
+        middleware.SizeLimits,
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+    )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

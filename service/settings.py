@@ -56,7 +56,28 @@ class Settings(BaseSettings):
     )
     reconcile_batch: int = Field(default=500, ge=1)
 
-    # Dashboard
+    # Access. JOBS_DEV_MODE turns authentication off (every request acts as an admin client
+    # named "dev"), lets the dashboard run without a password and the rate limit default
+    # to off: for a developer's machine only.
+    dev_mode: bool = False
+    public_readyz: bool = Field(default=True, description="serve /readyz without an API key")
+    public_docs: bool = Field(default=True, description="serve /docs and /openapi.json openly")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default=[])
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(default=["*"])
+
+    # Request limits
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    max_args_bytes: int = Field(default=256 * 1024, ge=16)
+    max_meta_bytes: int = Field(default=16 * 1024, ge=16)
+    max_json_depth: int = Field(default=32, ge=2)
+
+    # Per-client token bucket on POST /jobs; on unless JOBS_DEV_MODE, when not set.
+    rate_limit: bool | None = None
+    rate_limit_per_s: float = Field(default=50, gt=0)
+    rate_limit_burst: int = Field(default=100, ge=1)
+
+    # Dashboard (HTTP basic auth; required unless JOBS_DEV_MODE)
     dashboard_username: str | None = None
     dashboard_password: SecretStr | None = None
 
@@ -68,12 +89,16 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("task_modules", mode="before")
+    @field_validator("task_modules", "cors_origins", "trusted_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @property
+    def rate_limit_on(self) -> bool:
+        return (not self.dev_mode) if self.rate_limit is None else self.rate_limit
 
     @property
     def sync_database_url(self) -> str:

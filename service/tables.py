@@ -4,6 +4,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -129,3 +130,15 @@ job_events = Table(
     Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
 )
 Index("ix_job_events_job_id", job_events.c.job_id, job_events.c.id)
+
+# API keys: only a SHA-256 of each key is stored; the key itself is shown once, at creation.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("key_hash", Text, nullable=False, unique=True),
+    Column("prefix", Text, nullable=False),
+    Column("admin", Boolean, nullable=False, server_default=text("false")),
+    _ts("created_at", nullable=False, server_default=func.now()),
+    _ts("revoked_at"),
+)

@@ -15,7 +15,14 @@ from sqlalchemy import Engine, create_engine, make_url, text
 
 from service import localservers
 from service.settings import Settings
-from tests.support import Ledger, create_fresh_database, drop_database, migrate
+from tests.support import (
+    Ledger,
+    api_client,
+    create_fresh_database,
+    drop_database,
+    make_key,
+    migrate,
+)
 
 TEST_DATABASE = os.environ.get("JOBS_TEST_DATABASE", "jobsvc_test")
 TEST_REDIS_DB = int(os.environ.get("JOBS_TEST_REDIS_DB", "13"))
@@ -31,6 +38,7 @@ def _point_at_test_servers() -> localservers.Started:
     redis_url = make_url(str(base.redis_url)).set(database=str(TEST_REDIS_DB))
     os.environ["REDIS_URL"] = redis_url.render_as_string(hide_password=False)
     os.environ["JOBS_LOCAL_SERVERS"] = "never"  # child processes use exactly these URLs
+    os.environ["JOBS_RATE_LIMIT"] = "false"  # the rate limit's own tests turn it on
     return started
 
 
@@ -73,7 +81,7 @@ def redis_conn(settings: Settings) -> Iterator[Redis]:
 def clean_state(sql_engine: Engine, redis_conn: Redis) -> None:
     """Every test starts with an empty ledger and an empty Redis db."""
     with sql_engine.begin() as conn:
-        conn.execute(text("TRUNCATE jobs, job_events"))
+        conn.execute(text("TRUNCATE jobs, job_events, api_keys"))
     redis_conn.flushdb()
 
 
@@ -99,12 +107,13 @@ def ledger_rows(sql_engine: Engine) -> Ledger:
 
 
 @pytest.fixture
-async def client(settings: Settings, database: str) -> AsyncIterator[httpx.AsyncClient]:
-    """The API in-process, lifespan included, through httpx."""
-    from service.main import create_app
+def api_key(sql_engine: Engine) -> str:
+    """A live key of a non-admin client named "tester"."""
+    return make_key(sql_engine, "tester")
 
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+
+@pytest.fixture
+async def client(settings: Settings, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in-process, lifespan included, through httpx, as client "tester"."""
+    async with api_client(settings, api_key) as c:
+        yield c

@@ -1,8 +1,11 @@
 """Helpers shared by the tests: databases, direct ledger reads, in-process workers."""
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from service.settings import Settings
@@ -97,3 +100,25 @@ def run_reconcile_pass(settings: Settings) -> Any:
     finally:
         engine.dispose()
         redis.close()
+
+
+def make_key(engine: Engine, name: str, admin: bool = False) -> str:
+    """A new API key for `name`, straight into the ledger database."""
+    from service import keys
+
+    with engine.begin() as conn:
+        return keys.create(conn, name, admin)
+
+
+@asynccontextmanager
+async def api_client(settings: Settings, key: str | None) -> AsyncIterator[httpx.AsyncClient]:
+    from service.main import create_app
+
+    app = create_app(settings)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=headers
+        ) as c:
+            yield c

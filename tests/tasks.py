@@ -11,3 +11,9 @@ class NoArgs(TaskArgs):
 def nul_result(args: NoArgs) -> str:
     """Return a string PostgreSQL's JSONB cannot hold."""
     return "before\x00after"
+
+
+@task(name="set_result", timeout_s=10)
+def set_result(args: NoArgs) -> object:
+    """Return a set, which JSON cannot hold."""
+    return {1, 2}

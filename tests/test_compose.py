@@ -44,3 +44,11 @@ def test_configuration_is_database_url_and_redis_url() -> None:
         assert env["DATABASE_URL"].startswith("postgresql+asyncpg://")
         assert "@postgres:5432/" in env["DATABASE_URL"]
         assert env["REDIS_URL"].startswith("redis://redis:6379/")
+
+
+def test_authentication_stays_on_and_the_dashboard_needs_a_password() -> None:
+    services = compose()["services"]
+    for name in APP_SERVICES:
+        assert "JOBS_DEV_MODE" not in services[name]["environment"], name
+    dashboard = services["dashboard"]["environment"]
+    assert dashboard["JOBS_DASHBOARD_PASSWORD"].startswith("${JOBS_DASHBOARD_PASSWORD:?")

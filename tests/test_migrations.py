@@ -30,7 +30,7 @@ def _tables(async_url: str) -> set[str]:
 
 def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
     migrate(empty_database)
-    assert {"jobs", "job_events", "alembic_version"} <= _tables(empty_database)
+    assert {"jobs", "job_events", "api_keys", "alembic_version"} <= _tables(empty_database)
 
     migrate(empty_database, "base", down=True)
     assert _tables(empty_database) == {"alembic_version"}

@@ -1,11 +1,26 @@
-"""Request dependencies shared by the routes."""
+"""Request dependencies shared by the routes: settings, Redis, and the calling client."""
 
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis import Redis
+from starlette.concurrency import run_in_threadpool
 
+from service import errors, keys, ratelimit
+from service.db import ConnDep
+from service.keys import Client
 from service.settings import Settings, get_settings
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+DEV_CLIENT = Client("dev", admin=True)
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    bearerFormat="API key",
+    description="a key from `jobsvc keys create NAME`",
+)
 
 
 def get_redis(request: Request) -> Redis:
@@ -13,11 +28,33 @@ def get_redis(request: Request) -> Redis:
     return redis
 
 
-def current_client() -> str:
-    """The client a request acts for; every job belongs to one (`owner`)."""
-    return "anonymous"
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
-ClientDep = Annotated[str, Depends(current_client)]
+
+
+async def current_client(
+    conn: ConnDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Client:
+    """The client an `Authorization: Bearer <key>` header names; 401 without a live key."""
+    if settings.dev_mode:
+        return DEV_CLIENT
+    if credentials is None:
+        raise errors.Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+    client = await keys.authenticate(conn, credentials.credentials)
+    if client is None:
+        raise errors.Unauthenticated("invalid or revoked API key")
+    return client
+
+
+ClientDep = Annotated[Client, Depends(current_client)]
+
+
+async def submit_allowed(client: ClientDep, redis: RedisDep, settings: SettingsDep) -> Client:
+    """The client, if its submit rate allows one more job (429 with Retry-After if not)."""
+    if settings.rate_limit_on:
+        await run_in_threadpool(ratelimit.take, redis, client.name, settings)
+    return client
+
+
+SubmitterDep = Annotated[Client, Depends(submit_allowed)]

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 async def job_service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.JobServiceError)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def ledger_unreachable(request: Request, exc: Exception) -> JSONResponse:
@@ -30,8 +30,20 @@ async def ledger_unreachable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def too_deep(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": "the JSON body nests too deeply"}, status_code=422)
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged with its traceback here, never sent to the client."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.JobServiceError, job_service_error)
+    app.add_exception_handler(RecursionError, too_deep)
+    app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(DBAPIError, ledger_unreachable)
     # asyncpg raises OSError subclasses (refused, unreachable) and TimeoutError on connect.
     app.add_exception_handler(OSError, ledger_unreachable)

@@ -3,11 +3,12 @@
 import asyncio
 from collections.abc import Awaitable
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service import broker, ledger
+from service.api.deps import SettingsDep, bearer_scheme, current_client
 from service.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -21,7 +22,20 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+async def readiness_access(request: Request, settings: SettingsDep) -> None:
+    """/readyz is open unless JOBS_PUBLIC_READYZ is false; then it takes an API key."""
+    if settings.public_readyz:
+        return
+    async with request.app.state.engine.connect() as conn:
+        await current_client(conn, settings, await bearer_scheme(request))
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    dependencies=[Depends(readiness_access)],
+    responses={503: {"model": Health}, 401: {"description": "an API key is required here"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     """PostgreSQL and Redis both answer; 503 (with which one failed) otherwise."""
     checks = {

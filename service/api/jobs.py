@@ -7,13 +7,14 @@ from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Header, Query, Response
+from pydantic import JsonValue
 from redis import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
 from jobs import registry
 from service import broker, errors, ledger
-from service.api.deps import ClientDep, RedisDep, SettingsDep
+from service.api.deps import ClientDep, RedisDep, SettingsDep, SubmitterDep
 from service.db import ConnDep
 from service.ledger import Job
 from service.schemas import CanceledOut, EventOut, JobIn, JobOut, JobPage
@@ -23,6 +24,7 @@ from service.tables import Status
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 _errors: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no API key, or not a live one"},
     404: {"description": "no such job (or not yours)"},
     422: {"description": "unknown task or queue, or args that do not fit the task"},
     503: {"description": "the ledger is unreachable; nothing was recorded"},
@@ -45,18 +47,18 @@ async def submit(
     conn: ConnDep,
     redis: RedisDep,
     settings: SettingsDep,
-    client: ClientDep,
+    client: SubmitterDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=200, description="the same key returns the same job"),
     ] = None,
 ) -> JobOut:
     """Record the job in the ledger, then put it on its RQ queue; answers 202 with the job."""
-    new = _new_job(body, settings, client, idempotency_key)
+    new = _new_job(body, settings, client.name, idempotency_key)
     row = await ledger.insert_job(conn, new)
     if row is None:  # the key was used before, perhaps by a concurrent request
         assert idempotency_key is not None
-        first = await ledger.by_idempotency_key(conn, client, idempotency_key)
+        first = await ledger.by_idempotency_key(conn, client.name, idempotency_key)
         if first.request_hash != new.request_hash:
             raise errors.IdempotencyKeyReused(idempotency_key, first.id)
         response.status_code = 200
@@ -72,6 +74,8 @@ async def submit(
 def _new_job(body: JobIn, settings: Settings, client: str, key: str | None) -> ledger.NewJob:
     """The row to record, after every check that needs the registry or the settings."""
     task = registry.get(body.task)
+    _json_within("args", body.args, settings.max_args_bytes, settings.max_json_depth)
+    _json_within("meta", body.meta, settings.max_meta_bytes, settings.max_json_depth)
     args = task.validate(body.args)
     queue_name = body.queue or task.queue
     if queue_name not in registry.queues():
@@ -108,6 +112,24 @@ def _new_job(body: JobIn, settings: Settings, client: str, key: str | None) -> l
 def _within(name: str, value: float | None, cap: float) -> None:
     if value is not None and value > cap:
         raise errors.OptionInvalid(f"{name} {value:g} is over the limit of {cap:g}")
+
+
+def _json_within(name: str, value: JsonValue, max_bytes: int, max_depth: int) -> None:
+    if _depth(value) > max_depth:
+        raise errors.OptionInvalid(f"{name} nest deeper than {max_depth} levels")
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > max_bytes:
+        raise errors.OptionInvalid(
+            f"{name} take {size} bytes as JSON, over the limit of {max_bytes}"
+        )
+
+
+def _depth(value: JsonValue) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
 
 
 async def _deliver(conn: AsyncConnection, redis: Redis, settings: Settings, row: Job) -> Job:
@@ -148,7 +170,7 @@ async def list_jobs(
             f"limit {limit} is over the maximum of {settings.list_limit_max}"
         )
     where = ledger.ListFilter(
-        owner=client,
+        owner=client.owner_filter,
         status=status,
         task=task,
         queue=queue,
@@ -161,7 +183,7 @@ async def list_jobs(
 
 @router.get("/{job_id}", response_model=JobOut, responses=_errors)
 async def get_job(job_id: UUID, conn: ConnDep, client: ClientDep) -> JobOut:
-    return JobOut.model_validate(await ledger.get(conn, job_id, client))
+    return JobOut.model_validate(await ledger.get(conn, job_id, client.owner_filter))
 
 
 _NOTICES = {
@@ -188,7 +210,7 @@ async def cancel(
 ) -> CanceledOut:
     """Cancel a job: a queued or scheduled one never runs; a running one is stopped where
     its worker can stop it, and its outcome is discarded in any case."""
-    row, was_running = await ledger.cancel(conn, job_id, client)
+    row, was_running = await ledger.cancel(conn, job_id, client.owner_filter)
     await conn.commit()
     if not was_running:
         await run_in_threadpool(broker.withdraw, redis, job_id)
@@ -209,7 +231,7 @@ async def retry(
     job_id: UUID, conn: ConnDep, redis: RedisDep, settings: SettingsDep, client: ClientDep
 ) -> JobOut:
     """Run a failed or canceled job again: a new attempt under the same id."""
-    row = await ledger.retry(conn, job_id, client)
+    row = await ledger.retry(conn, job_id, client.owner_filter)
     await conn.commit()
     return JobOut.model_validate(await _deliver(conn, redis, settings, row))
 
@@ -217,4 +239,5 @@ async def retry(
 @router.get("/{job_id}/events", response_model=list[EventOut], responses=_errors)
 async def events(job_id: UUID, conn: ConnDep, client: ClientDep) -> list[EventOut]:
     """The job's transitions, oldest first."""
-    return [EventOut.model_validate(e) for e in await ledger.events(conn, job_id, client)]
+    rows = await ledger.events(conn, job_id, client.owner_filter)
+    return [EventOut.model_validate(e) for e in rows]

@@ -1,14 +1,20 @@
 """`/tasks`: what can be submitted, with each task's args schema."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from jobs import registry
+from service.api.deps import current_client
 from service.schemas import TaskOut
 
 router = APIRouter(tags=["tasks"])
 
 
-@router.get("/tasks", response_model=list[TaskOut])
+@router.get(
+    "/tasks",
+    response_model=list[TaskOut],
+    dependencies=[Depends(current_client)],
+    responses={401: {"description": "no API key, or not a live one"}},
+)
 async def list_tasks() -> list[TaskOut]:
     return [
         TaskOut(

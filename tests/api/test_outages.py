@@ -8,31 +8,22 @@ from redis import Redis
 from sqlalchemy import make_url
 
 from service.localservers import free_port
-from service.main import create_app
 from service.settings import Settings
-from tests.support import Ledger
-
-
-async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+from tests.support import Ledger, api_client
 
 
 @pytest.fixture
-async def redis_down(settings: Settings, database: str) -> AsyncIterator[httpx.AsyncClient]:
+async def redis_down(settings: Settings, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
     dead = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
-    async for c in _client(dead):
+    async with api_client(dead, api_key) as c:
         yield c
 
 
 @pytest.fixture
-async def database_down(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def database_down(settings: Settings, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
     url = make_url(str(settings.database_url)).set(host="127.0.0.1", port=free_port())
     dead = settings.model_copy(update={"database_url": url.render_as_string(False)})
-    async for c in _client(dead):
+    async with api_client(dead, api_key) as c:
         yield c
 
 

@@ -30,12 +30,16 @@ FAST = {
 class Stack:
     """Processes of this project started for one test, all stopped by `close()`."""
 
-    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, log_dir: Path, key: str, env: dict[str, str] | None = None) -> None:
         self.log_dir = log_dir
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.port = free_port()
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port}",
+            timeout=10,
+            headers={"Authorization": f"Bearer {key}"},
+        )
 
     def start(self, name: str, command: str, *args: str) -> subprocess.Popen[bytes]:
         """Start a console script of this environment (`jobsvc`, `alembic`) as a process."""
@@ -132,8 +136,8 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, database: str) -> Iterator[Stack]:
-    s = Stack(tmp_path)
+def stack(tmp_path: Path, api_key: str) -> Iterator[Stack]:
+    s = Stack(tmp_path, api_key)
     try:
         s.api()
         yield s

@@ -57,7 +57,12 @@ def test_unreachable_postgres_is_a_clear_error(command: list[str]) -> None:
 def test_unreachable_redis_is_a_clear_error(command: list[str]) -> None:
     port = free_port()
 
-    done = jobsvc(*command, REDIS_URL=f"redis://:hunter2@127.0.0.1:{port}/0")
+    done = jobsvc(
+        *command,
+        REDIS_URL=f"redis://:hunter2@127.0.0.1:{port}/0",
+        JOBS_DASHBOARD_USERNAME="ops",
+        JOBS_DASHBOARD_PASSWORD="pw",
+    )
 
     assert done.returncode == 2
     assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0" in done.stderr

@@ -2,6 +2,7 @@
 loopback and free ports), against this machine's test servers: migrate, api, worker,
 reconciler and the dashboard, which must show the job the API enqueued by its task name."""
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from service.localservers import free_port
 from service.settings import Settings
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import BIN, Stack
 from tests.support import create_fresh_database, drop_database
 from tests.test_compose import compose
 
@@ -41,10 +42,16 @@ def test_compose_commands_bring_up_a_working_stack(
     tmp_path: Path, fresh_database: str, redis_conn: object
 ) -> None:
     services = compose()["services"]
-    stack = Stack(tmp_path)
+    dashboard_login = {"JOBS_DASHBOARD_USERNAME": "ops", "JOBS_DASHBOARD_PASSWORD": "s3cret-pw"}
+    stack = Stack(tmp_path, "", dashboard_login)
     try:
         migrate = stack.start("migrate", *services["migrate"]["command"])
         assert migrate.wait(60) == 0, stack.log("migrate")
+        key = subprocess.run(
+            [str(BIN / "jobsvc"), "keys", "create", "compose-admin", "--admin"],
+            capture_output=True, text=True, check=True, env=stack.env,
+        ).stdout.strip()  # fmt: skip
+        stack.http.headers["Authorization"] = f"Bearer {key}"
 
         stack.api(*local(services["api"]["command"], stack.port))
         stack.start("worker", *services["worker"]["command"])
@@ -64,7 +71,10 @@ def test_compose_commands_bring_up_a_working_stack(
         queued = stack.submit("echo", value="queued")
 
         with httpx.Client(
-            base_url=f"http://127.0.0.1:{dashboard_port}", timeout=10, follow_redirects=True
+            base_url=f"http://127.0.0.1:{dashboard_port}",
+            timeout=10,
+            follow_redirects=True,
+            auth=("ops", "s3cret-pw"),
         ) as dash:
             page = _get(dash, "/")
             assert page.status_code == 200

@@ -45,6 +45,7 @@ def test_jobsvc_run_brings_up_its_own_servers(tmp_path: Path) -> None:
     pg_port, redis_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")} | {
         "JOBS_LOCAL_SERVERS": "always",
+        "JOBS_DEV_MODE": "1",  # as `make run` sets it
         "JOBS_DATA_DIR": str(tmp_path / "data"),
         "JOBS_LOCAL_PG_PORT": str(pg_port),
         "JOBS_LOCAL_REDIS_PORT": str(redis_port),

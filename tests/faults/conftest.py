@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from service.localservers import LocalPostgres, LocalRedis, free_port, port_open
 from tests.e2e.conftest import FAST, Stack
-from tests.support import Ledger, migrate
+from tests.support import Ledger, make_key, migrate
 
 
 @dataclass
@@ -67,10 +67,10 @@ def world(private: Private, tmp_path: Path) -> Iterator[tuple[Stack, Ledger, Pri
     """A clean private ledger and Redis with the API up; servers restored afterwards."""
     private.ensure_running()
     with private.engine.begin() as conn:
-        conn.execute(text("TRUNCATE jobs, job_events"))
+        conn.execute(text("TRUNCATE jobs, job_events, api_keys"))
     with private.redis_client() as r:
         r.flushall()
-    stack = Stack(tmp_path, private.env)
+    stack = Stack(tmp_path, make_key(private.engine, "tester"), private.env)
     try:
         stack.api()
         yield stack, Ledger(private.engine), private

@@ -1,0 +1,99 @@
+"""API keys: who a request acts for.
+
+A key is `jobsvc_` and 43 random URL-safe characters, shown once when it is created. Only
+its SHA-256 is stored (a key has 256 random bits, so a fast hash is as strong as a slow
+one here), with its first characters to tell keys apart in listings.
+"""
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service import errors
+from service.tables import api_keys
+
+PREFIX = "jobsvc_"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
+MAX_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Client:
+    """The caller: owns the jobs it submits; an admin sees everyone's."""
+
+    name: str
+    admin: bool = False
+
+    @property
+    def owner_filter(self) -> str | None:
+        """The owner to restrict ledger reads to; None for an admin."""
+        return None if self.admin else self.name
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def authenticate(conn: AsyncConnection, key: str) -> Client | None:
+    """The client a live key belongs to; None for an unknown or revoked key."""
+    if not key.startswith(PREFIX) or len(key) > MAX_KEY_LENGTH:
+        return None
+    stmt = select(api_keys.c.name, api_keys.c.admin).where(
+        api_keys.c.key_hash == _hash(key), api_keys.c.revoked_at.is_(None)
+    )
+    row = (await conn.execute(stmt)).one_or_none()
+    return Client(row.name, row.admin) if row else None
+
+
+def create(conn: Connection, name: str, admin: bool) -> str:
+    """Create a key named `name`; returns the key, which is stored nowhere."""
+    if not NAME.match(name):
+        raise errors.KeyNameInvalid(name)
+    key = PREFIX + secrets.token_urlsafe(32)
+    try:
+        conn.execute(
+            insert(api_keys).values(
+                name=name, key_hash=_hash(key), prefix=key[: len(PREFIX) + 6], admin=admin
+            )
+        )
+    except IntegrityError as exc:
+        raise errors.KeyNameTaken(name) from exc
+    return key
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    name: str
+    prefix: str
+    admin: bool
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_keys(conn: Connection) -> list[KeyInfo]:
+    stmt = select(
+        api_keys.c.name,
+        api_keys.c.prefix,
+        api_keys.c.admin,
+        api_keys.c.created_at,
+        api_keys.c.revoked_at,
+    ).order_by(api_keys.c.created_at)
+    return [KeyInfo(**row._mapping) for row in conn.execute(stmt)]
+
+
+def revoke(conn: Connection, name: str) -> None:
+    """Revoke a key at once: its next request gets 401."""
+    stmt: Any = (
+        update(api_keys)
+        .where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )
+    if conn.execute(stmt).rowcount == 0:
+        raise errors.KeyUnknown(name)

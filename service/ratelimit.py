@@ -1,0 +1,50 @@
+"""A per-client token bucket in Redis, shared by every API process."""
+
+import logging
+import math
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from service import errors
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# KEYS[1] the bucket; ARGV rate per second, burst. Redis's clock, so API processes agree.
+_TAKE = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) + tonumber(now[2]) / 1e6
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tokens = tonumber(redis.call('HGET', KEYS[1], 't') or burst)
+local since = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
+tokens = math.min(burst, tokens + math.max(0, now - since) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+return tostring(wait)
+"""
+
+
+def take(redis: Redis, client: str, settings: Settings) -> None:
+    """Spend one token of `client`'s bucket, or raise RateLimited.
+
+    If Redis cannot answer, the submit goes ahead: the ledger, not Redis, decides whether a
+    job is accepted, and a Redis outage must not refuse work.
+    """
+    try:
+        wait = float(
+            redis.eval(
+                _TAKE,
+                1,
+                f"jobsvc:ratelimit:{client}",
+                settings.rate_limit_per_s,
+                settings.rate_limit_burst,
+            )
+        )
+    except RedisError as exc:
+        log.warning("rate limit not checked (%s); letting the submit through", exc)
+        return
+    if wait > 0:
+        raise errors.RateLimited(max(1, math.ceil(wait)))
