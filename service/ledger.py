@@ -156,7 +156,7 @@ async def list_jobs(
         conds.append(tuple_(jobs.c.created_at, jobs.c.id) < tuple_(*_decode_cursor(cursor)))
     stmt = (
         select(jobs)
-        .where(and_(*conds))
+        .where(*conds)
         .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
         .limit(limit + 1)
     )
@@ -187,11 +187,7 @@ async def cancel(conn: AsyncConnection, job_id: UUID, owner: str | None) -> tupl
     A running job's outcome is discarded: the worker's fenced write no longer matches.
     """
     current = (
-        await conn.execute(
-            select(jobs.c.status)
-            .where(jobs.c.id == job_id, jobs.c.owner == owner)
-            .with_for_update()
-        )
+        await conn.execute(select(jobs.c.status).where(_visible(job_id, owner)).with_for_update())
     ).one_or_none()
     if current is None:
         raise errors.JobNotFound(job_id)

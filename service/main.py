@@ -3,16 +3,14 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
-from fastapi.openapi.utils import get_openapi
 
 from jobs import registry
 from service import broker, db, logs
-from service.api import handlers, health, jobs, middleware, tasks
+from service.api import handlers, health, jobs, middleware, openapi, tasks
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("service")
@@ -51,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(tasks.router)
     app.include_router(health.router)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi.document(app, settings)  # type: ignore[method-assign]
     _install_middleware(app, settings)
     return app
 
@@ -73,43 +71,6 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
     )
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The generated schema, plus each task's args model so /docs shows what `args` takes."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(
-        title=app.title, version=app.version, summary=app.summary, routes=app.routes
-    )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    refs = []
-    examples = {}
-    for task in registry.all_tasks():
-        name = f"{_camel(task.name)}Args"
-        args_schema = task.args_model.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(args_schema.pop("$defs", {}))
-        components[name] = {**args_schema, "title": name, "description": task.description}
-        refs.append({"$ref": f"#/components/schemas/{name}"})
-        example = (args_schema.get("examples") or [{}])[0]
-        examples[task.name] = {
-            "summary": task.description,
-            "value": {"task": task.name, "args": example},
-        }
-    components["JobIn"]["properties"]["args"] = {
-        "title": "Args",
-        "description": "the task's args: the *Args schema of the task named by `task`",
-        "anyOf": refs,
-        "default": {},
-    }
-    body = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
-    body["examples"] = examples
-    app.openapi_schema = schema
-    return schema
-
-
-def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
 
 
 app = create_app()

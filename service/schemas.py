@@ -141,3 +141,14 @@ class TaskOut(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class Problem(BaseModel):
+    """Every error: a message, or for invalid fields FastAPI's list of field errors."""
+
+    detail: str | list[dict[str, Any]]
+
+
+def problems(codes: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for error codes, from {status: description}."""
+    return {code: {"description": text, "model": Problem} for code, text in codes.items()}

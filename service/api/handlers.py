@@ -30,10 +30,6 @@ async def ledger_unreachable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def too_deep(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": "the JSON body nests too deeply"}, status_code=422)
-
-
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug: logged with its traceback here, never sent to the client."""
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -42,7 +38,6 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.JobServiceError, job_service_error)
-    app.add_exception_handler(RecursionError, too_deep)
     app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(DBAPIError, ledger_unreachable)
     # asyncpg raises OSError subclasses (refused, unreachable) and TimeoutError on connect.

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service import broker, ledger
 from service.api.deps import SettingsDep, bearer_scheme, current_client
-from service.schemas import Health
+from service.schemas import Health, problems
 
 router = APIRouter(tags=["health"])
 
@@ -34,7 +34,10 @@ async def readiness_access(request: Request, settings: SettingsDep) -> None:
     "/readyz",
     response_model=Health,
     dependencies=[Depends(readiness_access)],
-    responses={503: {"model": Health}, 401: {"description": "an API key is required here"}},
+    responses={
+        503: {"description": "PostgreSQL or Redis does not answer", "model": Health},
+        **problems({401: "an API key is required here (JOBS_PUBLIC_READYZ=false)"}),
+    },
 )
 async def readyz(request: Request) -> JSONResponse:
     """PostgreSQL and Redis both answer; 503 (with which one failed) otherwise."""

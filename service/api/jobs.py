@@ -3,7 +3,7 @@
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Header, Query, Response
@@ -17,18 +17,20 @@ from service import broker, errors, ledger
 from service.api.deps import ClientDep, RedisDep, SettingsDep, SubmitterDep
 from service.db import ConnDep
 from service.ledger import Job
-from service.schemas import CanceledOut, EventOut, JobIn, JobOut, JobPage
+from service.schemas import CanceledOut, EventOut, JobIn, JobOut, JobPage, problems
 from service.settings import Settings
 from service.tables import Status
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-_errors: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no API key, or not a live one"},
-    404: {"description": "no such job (or not yours)"},
-    422: {"description": "unknown task or queue, or args that do not fit the task"},
-    503: {"description": "the ledger is unreachable; nothing was recorded"},
-}
+_errors = problems(
+    {
+        401: "no API key, or not a live one",
+        404: "no such job (or not yours)",
+        422: "a parameter or field that is not valid here",
+        503: "the ledger is unreachable",
+    }
+)
 
 
 @router.post(
@@ -37,8 +39,14 @@ _errors: dict[int | str, dict[str, Any]] = {
     response_model=JobOut,
     responses={
         **_errors,
+        **problems(
+            {
+                409: "this Idempotency-Key was used for a different request",
+                413: "the request body is too large",
+                429: "too many submits: wait Retry-After seconds",
+            }
+        ),
         200: {"description": "the job first submitted with this Idempotency-Key", "model": JobOut},
-        409: {"description": "this Idempotency-Key was used for a different request"},
     },
 )
 async def submit(
@@ -201,8 +209,8 @@ _NOTICES = {
     response_model=CanceledOut,
     responses={
         **_errors,
+        **problems({409: "the job is already final"}),
         202: {"description": "a running job that its worker cannot stop", "model": CanceledOut},
-        409: {"description": "the job is already final"},
     },
 )
 async def cancel(
@@ -225,7 +233,7 @@ async def cancel(
     "/{job_id}/retry",
     status_code=202,
     response_model=JobOut,
-    responses={**_errors, 409: {"description": "the job is not failed or canceled"}},
+    responses={**_errors, **problems({409: "the job is not failed or canceled"})},
 )
 async def retry(
     job_id: UUID, conn: ConnDep, redis: RedisDep, settings: SettingsDep, client: ClientDep

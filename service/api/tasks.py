@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends
 
 from jobs import registry
 from service.api.deps import current_client
-from service.schemas import TaskOut
+from service.schemas import TaskOut, problems
 
 router = APIRouter(tags=["tasks"])
 
@@ -13,7 +13,7 @@ router = APIRouter(tags=["tasks"])
     "/tasks",
     response_model=list[TaskOut],
     dependencies=[Depends(current_client)],
-    responses={401: {"description": "no API key, or not a live one"}},
+    responses=problems({401: "no API key, or not a live one", 503: "the ledger is unreachable"}),
 )
 async def list_tasks() -> list[TaskOut]:
     return [

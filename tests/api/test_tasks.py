@@ -24,10 +24,17 @@ async def test_openapi_shows_each_tasks_args(client: httpx.AsyncClient) -> None:
     components = schema["components"]["schemas"]
     assert {"EchoArgs", "FailArgs", "SleepArgs"} <= set(components)
     assert components["SleepArgs"]["properties"]["seconds"]["maximum"] == 3600
-    refs = [a["$ref"] for a in components["JobIn"]["properties"]["args"]["anyOf"]]
-    assert "#/components/schemas/SleepArgs" in refs
-    examples = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
-    assert examples["examples"]["sleep"]["value"] == {"task": "sleep", "args": {"seconds": 2}}
+    sleep_job = components["SleepJob"]["properties"]
+    assert sleep_job["task"] == {
+        "enum": ["sleep"],
+        "description": "Sleep for `seconds`, then return them.",
+    }
+    assert sleep_job["args"]["$ref"] == "#/components/schemas/SleepArgs"
+    assert sleep_job["timeout_s"]["anyOf"][0]["maximum"] == 3600  # JOBS_MAX_TIMEOUT_S
+    body = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["discriminator"]["mapping"]["sleep"] == "#/components/schemas/SleepJob"
+    assert len(body["schema"]["oneOf"]) == 3
+    assert body["examples"]["sleep"]["value"] == {"task": "sleep", "args": {"seconds": 2}}
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()

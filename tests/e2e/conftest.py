@@ -38,7 +38,7 @@ class Stack:
         self.http = httpx.Client(
             base_url=f"http://127.0.0.1:{self.port}",
             timeout=10,
-            headers={"Authorization": f"Bearer {key}"},
+            headers={"Authorization": f"Bearer {key}"} if key else {},
         )
 
     def start(self, name: str, command: str, *args: str) -> subprocess.Popen[bytes]:
@@ -143,3 +143,15 @@ def stack(tmp_path: Path, api_key: str) -> Iterator[Stack]:
         yield s
     finally:
         s.close()
+
+
+def get_when_up(client: httpx.Client, path: str, timeout: float = 20) -> httpx.Response:
+    """GET `path` once the server behind `client` accepts connections."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.get(path)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

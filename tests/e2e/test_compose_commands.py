@@ -3,7 +3,6 @@ loopback and free ports), against this machine's test servers: migrate, api, wor
 reconciler and the dashboard, which must show the job the API enqueued by its task name."""
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from service.localservers import free_port
 from service.settings import Settings
-from tests.e2e.conftest import BIN, Stack
+from tests.e2e.conftest import BIN, Stack, get_when_up
 from tests.support import create_fresh_database, drop_database
 from tests.test_compose import compose
 
@@ -76,27 +75,16 @@ def test_compose_commands_bring_up_a_working_stack(
             follow_redirects=True,
             auth=("ops", "s3cret-pw"),
         ) as dash:
-            page = _get(dash, "/")
+            page = get_when_up(dash, "/")
             assert page.status_code == 200
             assert "RQ" in page.text
-            queues = _get(dash, "/0/data/queues.json").json()
+            queues = get_when_up(dash, "/0/data/queues.json").json()
             assert {q["name"]: q["count"] for q in queues["queues"]}["default"] == 1
-            listed = _get(dash, "/0/data/jobs/default/queued/8/asc/1.json").json()
+            listed = get_when_up(dash, "/0/data/jobs/default/queued/8/asc/1.json").json()
             assert [j["id"] for j in listed["jobs"]] == [queued]
             assert listed["jobs"][0]["description"] == "echo"
-            detail = _get(dash, f"/0/data/job/{queued}.json").json()
+            detail = get_when_up(dash, f"/0/data/job/{queued}.json").json()
             assert detail["description"] == "echo"
             assert detail["origin"] == "default"
     finally:
         stack.close()
-
-
-def _get(client: httpx.Client, path: str) -> httpx.Response:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            return client.get(path)
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

@@ -1,0 +1,47 @@
+"""rq-dashboard never runs open, and cannot change jobs behind the ledger's back."""
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.localservers import free_port
+from tests.e2e.conftest import BIN, Stack, get_when_up
+
+pytestmark = pytest.mark.e2e
+
+
+def test_refuses_to_start_without_credentials() -> None:
+    done = subprocess.run(
+        [str(BIN / "jobsvc"), "dashboard", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "the dashboard needs JOBS_DASHBOARD_USERNAME and JOBS_DASHBOARD_PASSWORD" in done.stderr
+
+
+def test_basic_auth_and_read_only(stack: Stack, tmp_path: Path) -> None:
+    port = free_port()
+    stack.env.update(JOBS_DASHBOARD_USERNAME="ops", JOBS_DASHBOARD_PASSWORD="pa55-word")
+    stack.start("dashboard", "jobsvc", "dashboard", "--port", str(port))
+    stack.wait_for_log("dashboard", "ready")
+    job_id = stack.submit("echo", value="x")
+    base = f"http://127.0.0.1:{port}"
+
+    with httpx.Client(base_url=base, timeout=10) as anonymous:
+        r = get_when_up(anonymous, "/0/data/queues.json")
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"].startswith("Basic")
+    with httpx.Client(base_url=base, timeout=10, auth=("ops", "wrong")) as wrong:
+        assert wrong.get("/0/data/queues.json").status_code == 401
+    with httpx.Client(base_url=base, timeout=10, auth=("ops", "pa55-word")) as ops:
+        assert ops.get("/0/data/queues.json").status_code == 200
+        for path in (f"/job/{job_id}/requeue", "/requeue/default", f"/job/{job_id}/delete"):
+            refused = ops.post(path)
+            assert refused.status_code == 403, path
+            assert "retry jobs through the API" in refused.text
+    assert "pa55-word" not in stack.log("dashboard")
