@@ -87,7 +87,12 @@ def task(
     return register
 
 
-class ResultInvalid(Exception):
+class PermanentError(Exception):
+    """Raise it (or a subclass) from a task when retrying cannot help: bad input, a
+    refused request. The job fails at once, whatever attempts are left."""
+
+
+class ResultInvalid(PermanentError):
     """A task returned something the ledger cannot keep as JSON."""
 
 

@@ -36,7 +36,7 @@ from rq.timeouts import JobTimeoutException
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from jobs import registry
+from jobs import context, registry
 from service import db, errors, ledger
 from service.settings import get_settings
 
@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MESSAGE_LIMIT = 2_000
-# Failures that would only repeat: the job is failed at once, whatever attempts are left.
-FINAL_ERRORS = frozenset({"payload_mismatch", "result_invalid"})
 TRACEBACK_LIMIT = 20_000
 
 
@@ -107,7 +105,16 @@ class LedgerHooks:
             self._skip(job, queue)
             return
         self._horse_status = None
-        super().execute_job(job, queue)  # type: ignore[misc]
+        ctx = context.JobContext(
+            job_id=claimed.id,
+            attempt=claimed.attempt,
+            owner=claimed.owner,
+            settings=self.settings,
+            engine=lambda: self.engine,
+            write=self.write,
+        )
+        with context.entered(ctx):
+            super().execute_job(job, queue)  # type: ignore[misc]
         self._record_outcome(job, claimed)
 
     def prepare_execution(self, job: Job) -> Execution:
@@ -131,6 +138,14 @@ class LedgerHooks:
             self._engine.dispose()
             self._engine = None
 
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        try:
+            done: bool = super().perform_job(job, queue)  # type: ignore[misc]
+            return done
+        finally:
+            if self.is_horse and self._engine is not None:  # type: ignore[attr-defined]
+                self._engine.dispose()  # connections the task opened close cleanly
+
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         # The horse starts with an empty pool; the parent's connections stay the parent's.
         if self._engine is not None:
@@ -153,6 +168,7 @@ class LedgerHooks:
             "execution_id": execution.id if execution else None,
             "type": _error_type(exc_type),
             "message": str(exc_value)[:MESSAGE_LIMIT],
+            "permanent": issubclass(exc_type, registry.PermanentError),
         }
         try:
             job.save_meta()  # type: ignore[no-untyped-call]
@@ -174,7 +190,12 @@ class LedgerHooks:
         mismatch = _payload_mismatch(job, row)
         if mismatch is not None:
             log.error("job %s not run: %s", job.id, mismatch)
-            self.write(ledger.fail, job_id, row.attempt, _error("payload_mismatch", mismatch))
+            self.write(
+                ledger.fail,
+                job_id,
+                row.attempt,
+                _error("payload_mismatch", mismatch, permanent=True),
+            )
             return None
         return row
 
@@ -195,7 +216,10 @@ class LedgerHooks:
             except DBAPIError as exc:  # e.g. a string with NUL, which JSONB refuses
                 reason = f"the result could not be stored in the ledger: {exc.orig}"
                 written = self.write(
-                    ledger.fail, row.id, row.attempt, _error("result_invalid", reason)
+                    ledger.fail,
+                    row.id,
+                    row.attempt,
+                    _error("result_invalid", reason, permanent=True),
                 )
         else:
             written = self._record_failure(row, self._describe_failure(job, result))
@@ -208,7 +232,7 @@ class LedgerHooks:
 
     def _record_failure(self, row: ledger.Job, error: dict[str, Any]) -> ledger.Job | None:
         """Fail the attempt: `scheduled` for a retry while attempts are left, else `failed`."""
-        if error["type"] in FINAL_ERRORS or row.attempt >= row.max_attempts:
+        if error["permanent"] or row.attempt >= row.max_attempts:
             return self.write(ledger.fail, row.id, row.attempt, error)
         delay_s = retry_delay(row.backoff_s, row.attempt, self.settings.max_backoff_s)
         return self.write(ledger.retry_later, row.id, row.attempt, error, delay_s)
@@ -224,7 +248,9 @@ class LedgerHooks:
         except RedisError:
             remembered = {}
         if remembered.get("execution_id") == self._execution_id:
-            return _error(remembered["type"], remembered["message"], traceback)
+            return _error(
+                remembered["type"], remembered["message"], traceback, remembered["permanent"]
+            )
         last_line = traceback.strip().splitlines()[-1] if traceback.strip() else "job failed"
         return _error("error", last_line[:MESSAGE_LIMIT], traceback)
 
@@ -268,8 +294,11 @@ def _error_type(exc_type: type[BaseException]) -> str:
     return exc_type.__name__
 
 
-def _error(kind: str, message: str, traceback: str | None = None) -> dict[str, Any]:
-    return {"type": kind, "message": message, "traceback": traceback}
+def _error(
+    kind: str, message: str, traceback: str | None = None, permanent: bool = False
+) -> dict[str, Any]:
+    """A failed attempt, as the ledger keeps it; `permanent` ones are not retried."""
+    return {"type": kind, "message": message, "traceback": traceback, "permanent": permanent}
 
 
 def _transient(exc: DBAPIError) -> bool:

@@ -300,6 +300,18 @@ def fail(conn: Connection, job_id: UUID, attempt: int, error: dict[str, Any]) ->
     return conn.execute(_with_event(stmt, _error_detail("worker", error))).one_or_none()
 
 
+def progress(
+    conn: Connection, job_id: UUID, attempt: int, value: float, message: str | None
+) -> Job | None:
+    """A running attempt's progress (not a transition: no event)."""
+    stmt = (
+        _fenced(job_id, attempt)
+        .values(progress={"value": value, "message": message}, updated_at=func.now())
+        .returning(jobs.c.id)
+    )
+    return conn.execute(stmt).one_or_none()
+
+
 def retry_later(
     conn: Connection, job_id: UUID, attempt: int, error: dict[str, Any], delay_s: float
 ) -> Job | None:

@@ -77,6 +77,35 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(default=50, gt=0)
     rate_limit_burst: int = Field(default=100, ge=1)
 
+    # Files: task artifacts and client uploads, shared by the API and the workers
+    artifacts_dir: Path = Path(".data/artifacts")
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=40_000_000, ge=1, description="larger images are refused")
+
+    # send_email
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "jobsvc@localhost"
+    smtp_timeout_s: float = Field(default=10, gt=0)
+
+    # call_webhook (and completion callbacks)
+    webhook_allow_private: bool = Field(
+        default=False, description="let webhooks reach private, loopback and link-local addresses"
+    )
+    webhook_timeout_s: float = Field(default=10, gt=0)
+    webhook_response_bytes: int = Field(default=4096, ge=0, description="body kept in the result")
+
+    # cleanup: final jobs (with their events and artifacts) older than this are deleted
+    retention_days: float = Field(default=30, gt=0)
+    cleanup_interval_s: float = Field(
+        default=3600, gt=0, description="how often the reconciler submits cleanup"
+    )
+    cleanup_batch: int = Field(default=1000, ge=1)
+
     # Dashboard (HTTP basic auth; required unless JOBS_DEV_MODE)
     dashboard_username: str | None = None
     dashboard_password: SecretStr | None = None
