@@ -131,5 +131,9 @@ def all_tasks() -> list[Task]:
     return sorted(_tasks.values(), key=lambda t: t.name)
 
 
+def names() -> list[str]:
+    return sorted(_tasks)
+
+
 def queues() -> list[str]:
     return sorted({t.queue for t in _tasks.values()})

@@ -38,7 +38,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from jobs import context, registry
 from service import db, errors, ledger
-from service.settings import get_settings
+from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,10 @@ class LedgerHooks:
 
     stops_jobs: bool
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, settings: Settings | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
         super().__init__(*args, **kwargs)
-        self.settings = get_settings()
+        self.settings = settings or get_settings()
         registry.load(self.settings.task_modules)
         self._engine: Engine | None = None
         self._engine_pid = 0

@@ -22,6 +22,7 @@ from service.tables import api_keys
 PREFIX = "jobsvc_"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 MAX_KEY_LENGTH = 200
+SYSTEM_CLIENT = "system"  # the reconciler's own client (periodic cleanup); no key has it
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ async def authenticate(conn: AsyncConnection, key: str) -> Client | None:
 
 def create(conn: Connection, name: str, admin: bool) -> str:
     """Create a key named `name`; returns the key, which is stored nowhere."""
-    if not NAME.match(name):
+    if not NAME.match(name) or name == SYSTEM_CLIENT:
         raise errors.KeyNameInvalid(name)
     key = PREFIX + secrets.token_urlsafe(32)
     try:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Update,
     and_,
     case,
+    delete,
     func,
     insert,
     literal,
@@ -80,8 +81,7 @@ class NewJob:
     request_hash: str | None = None
 
 
-async def insert_job(conn: AsyncConnection, job: NewJob) -> Job | None:
-    """Record a new job; None if the owner already used its idempotency key."""
+def _insert(job: NewJob, by: str) -> Select[Any]:
     values = asdict(job)
     values["status"] = Status.SCHEDULED if job.run_at is not None else Status.QUEUED
     stmt = pg_insert(jobs).values(values)
@@ -90,8 +90,18 @@ async def insert_job(conn: AsyncConnection, job: NewJob) -> Job | None:
             index_elements=[jobs.c.owner, jobs.c.idempotency_key],
             index_where=jobs.c.idempotency_key.is_not(None),
         )
-    row: Job | None = (await conn.execute(_with_event(stmt, {"by": "api"}))).one_or_none()
+    return _with_event(stmt, {"by": by})
+
+
+async def insert_job(conn: AsyncConnection, job: NewJob) -> Job | None:
+    """Record a new job; None if the owner already used its idempotency key."""
+    row: Job | None = (await conn.execute(_insert(job, "api"))).one_or_none()
     return row
+
+
+def insert_job_sync(conn: Connection, job: NewJob, by: str) -> Job | None:
+    """`insert_job` for the synchronous processes (the reconciler's periodic jobs)."""
+    return conn.execute(_insert(job, by)).one_or_none()
 
 
 async def by_idempotency_key(conn: AsyncConnection, owner: str, key: str) -> Job:
@@ -328,6 +338,42 @@ def retry_later(
 
 def _error_detail(by: str, error: dict[str, Any]) -> dict[str, Any]:
     return {"by": by, "error": {"type": error["type"], "message": error["message"]}}
+
+
+def report(conn: Connection, owner: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Per task, for jobs created in [since, until): counts by status, success rate,
+    run-time percentiles in seconds."""
+    runtime = func.extract("epoch", jobs.c.finished_at - jobs.c.started_at)
+    finished = jobs.c.status == Status.FINISHED
+    counts = [func.count().filter(jobs.c.status == status).label(str(status)) for status in Status]
+    percentiles = [
+        func.percentile_cont(q).within_group(runtime).filter(finished).label(f"p{int(q * 100)}_s")
+        for q in (0.5, 0.9, 0.99)
+    ]
+    stmt = (
+        select(jobs.c.task, func.count().label("total"), *counts, *percentiles)
+        .where(jobs.c.owner == owner, jobs.c.created_at >= since, jobs.c.created_at < until)
+        .group_by(jobs.c.task)
+        .order_by(jobs.c.task)
+    )
+    rows = []
+    for row in conn.execute(stmt).mappings():
+        done = row["finished"] + row["failed"]
+        rows.append({**row, "success_rate": round(row["finished"] / done, 4) if done else None})
+    return rows
+
+
+def delete_final(conn: Connection, before: datetime, owner: str | None, limit: int) -> list[UUID]:
+    """Delete up to `limit` final jobs (their events go with them) finished before `before`,
+    of `owner` (None: every owner); returns their ids."""
+    old = select(jobs.c.id).where(
+        jobs.c.status.in_(list(TERMINAL)),
+        jobs.c.finished_at < before,
+        *([] if owner is None else [jobs.c.owner == owner]),
+    )
+    picked = old.limit(limit).with_for_update(skip_locked=True).scalar_subquery()
+    stmt = delete(jobs).where(jobs.c.id.in_(picked)).returning(jobs.c.id)
+    return list(conn.execute(stmt).scalars())
 
 
 # ---------------------------------------------------------------- reconciler side (sync)

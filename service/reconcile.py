@@ -16,6 +16,7 @@ back and the next pass tries again; a worker that dequeues first waits on the ro
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from jobs import registry
-from service import broker, db, errors, ledger
+from service import broker, db, errors, keys, ledger
 from service.settings import Settings
 from service.tables import Status
 
@@ -41,10 +42,17 @@ class Repairs:
     failed_lost: int = 0
     released: int = 0
     redelivered: int = 0
+    cleanup_submitted: bool = False
     failed_steps: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.requeued_lost or self.failed_lost or self.released or self.redelivered)
+        return bool(
+            self.requeued_lost
+            or self.failed_lost
+            or self.released
+            or self.redelivered
+            or self.cleanup_submitted
+        )
 
 
 class Reconciler:
@@ -52,6 +60,8 @@ class Reconciler:
         self.settings = settings
         self.engine = engine
         self.redis = redis
+        interval = settings.cleanup_interval_s
+        self._next_cleanup = (time.time() // interval + 1) * interval  # the next boundary
         registry.load(settings.task_modules)
 
     def run_pass(self) -> Repairs:
@@ -60,6 +70,7 @@ class Reconciler:
             ("rescue expired leases", self._rescue_expired),
             ("release due jobs", self._release_due),
             ("redeliver lost jobs", self._redeliver),
+            ("submit cleanup", self._submit_cleanup),
         ):
             try:
                 with self.engine.begin() as conn:
@@ -99,6 +110,31 @@ class Reconciler:
         sent = self._enqueue([row for row in rows if row.id not in held])
         ledger.mark_checked(conn, list(held), [row.id for row in sent])
         repairs.redelivered += len(sent)
+
+    def _submit_cleanup(self, conn: Connection, repairs: Repairs) -> None:
+        """Once every JOBS_CLEANUP_INTERVAL_S (one job per interval, however many reconcilers
+        run: the interval's number is the idempotency key), submit `cleanup` as `system`."""
+        interval = self.settings.cleanup_interval_s
+        if time.time() < self._next_cleanup or "cleanup" not in registry.names():
+            return
+        task = registry.get("cleanup")
+        job = ledger.NewJob(
+            id=uuid.uuid4(),
+            task=task.name,
+            queue=task.queue,
+            args=task.validate({}),
+            timeout_s=task.timeout_s,
+            max_attempts=task.max_attempts,
+            backoff_s=task.backoff_s,
+            owner=keys.SYSTEM_CLIENT,
+            meta={"by": "reconciler"},
+            idempotency_key=f"cleanup-{int(time.time() // interval)}",
+        )
+        row = ledger.insert_job_sync(conn, job, "reconciler")
+        if row is not None:
+            self._enqueue([row])
+            repairs.cleanup_submitted = True
+        self._next_cleanup = (time.time() // interval + 1) * interval
 
     def _enqueue(self, rows: Sequence[Any]) -> list[Any]:
         """Enqueue the rows whose task this process knows; returns those."""

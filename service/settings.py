@@ -36,7 +36,16 @@ class Settings(BaseSettings):
 
     # Tasks and queues
     task_modules: Annotated[list[str], NoDecode] = Field(
-        default=["jobs.builtin"], description="comma-separated modules that define tasks"
+        default=[
+            "jobs.builtin",
+            "jobs.email",
+            "jobs.reports",
+            "jobs.images",
+            "jobs.webhooks",
+            "jobs.analytics",
+            "jobs.cleanup",
+        ],
+        description="comma-separated modules that define tasks",
     )
     max_timeout_s: int = Field(default=3600, ge=1, description="cap on a submit's timeout_s")
     max_attempts_cap: int = Field(default=25, ge=1, description="cap on a submit's max_attempts")

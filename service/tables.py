@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -104,6 +105,12 @@ Index(
 Index("ix_jobs_lease", jobs.c.lease_expires_at, postgresql_where=text("status = 'started'"))
 Index("ix_jobs_due", jobs.c.run_at, postgresql_where=text("status = 'scheduled'"))
 Index("ix_jobs_queued", jobs.c.created_at, postgresql_where=text("status = 'queued'"))
+# cleanup: final rows by age
+Index(
+    "ix_jobs_finished",
+    jobs.c.finished_at,
+    postgresql_where=text("status IN ('finished', 'failed', 'canceled')"),
+)
 # One job per client and idempotency key; the index, not a check-then-insert, decides.
 Index(
     "uq_jobs_owner_idempotency_key",
@@ -141,4 +148,25 @@ api_keys = Table(
     Column("admin", Boolean, nullable=False, server_default=text("false")),
     _ts("created_at", nullable=False, server_default=func.now()),
     _ts("revoked_at"),
+)
+
+# record_analytics: events a job carried; (job_id, seq) makes a retried job's insert a no-op.
+analytics_events = Table(
+    "analytics_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("job_id", UUID(as_uuid=True), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("properties", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _ts("occurred_at", nullable=False),
+    _ts("recorded_at", nullable=False, server_default=func.now()),
+    UniqueConstraint("job_id", "seq"),
+)
+Index(
+    "ix_analytics_events_owner_name_occurred",
+    analytics_events.c.owner,
+    analytics_events.c.name,
+    analytics_events.c.occurred_at,
 )

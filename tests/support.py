@@ -82,7 +82,9 @@ def run_worker_burst(settings: Settings, *queues: str) -> None:
     registry.load(settings.task_modules)
     connection = broker.connect(settings)
     try:
-        worker = SimpleLedgerWorker(list(queues) or registry.queues(), connection=connection)
+        worker = SimpleLedgerWorker(
+            list(queues) or registry.queues(), connection=connection, settings=settings
+        )
         worker.work(burst=True, logging_level="WARNING")
     finally:
         connection.close()

@@ -80,7 +80,10 @@ async def test_get_returns_the_job_as_the_worker_left_it(
 
 
 BAD_SUBMITS = {
-    "unknown-task": ({"task": "emial"}, "unknown task 'emial'; known tasks: echo, fail, sleep"),
+    "unknown-task": (
+        {"task": "emial"},
+        "unknown task 'emial'; known tasks: call_webhook, cleanup, echo, fail, generate_report,",
+    ),
     "wrong-type": ({"task": "sleep", "args": {"seconds": "abc"}}, "valid number"),
     "missing-field": ({"task": "sleep", "args": {}}, "Field required"),
     "extra-field": ({"task": "echo", "args": {"value": 1, "bogus": 2}}, "Extra inputs"),
@@ -89,7 +92,7 @@ BAD_SUBMITS = {
     "unknown-option": ({"task": "echo", "colour": "red"}, "Extra inputs"),
     "unknown-queue": (
         {"task": "echo", "queue": "nope"},
-        "unknown queue 'nope'; known queues: default",
+        "unknown queue 'nope'; known queues: analytics, default, email, images, reports, webhooks",
     ),
     "timeout-over-cap": ({"task": "echo", "timeout_s": 999_999}, "over the limit of 3600"),
     "timeout-zero": ({"task": "echo", "timeout_s": 0}, "greater than or equal to 1"),

@@ -1,0 +1,73 @@
+"""`send_email`: one message through SMTP (standard library), configured by JOBS_SMTP_*."""
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+from pydantic import EmailStr, Field, model_validator
+
+from jobs import context
+from jobs.registry import PermanentError, TaskArgs, task
+
+
+class EmailArgs(TaskArgs):
+    to: list[EmailStr] = Field(min_length=1, max_length=50, description="recipients")
+    subject: str = Field(min_length=1, max_length=998, pattern=r"^[^\r\n]*$")
+    text: str | None = Field(default=None, max_length=1_000_000, description="plain-text body")
+    html: str | None = Field(default=None, max_length=1_000_000, description="HTML body")
+    reply_to: EmailStr | None = None
+
+    @model_validator(mode="after")
+    def _has_a_body(self) -> "EmailArgs":
+        if self.text is None and self.html is None:
+            raise ValueError("give text, html, or both")
+        return self
+
+
+@task(name="send_email", queue="email", timeout_s=60, max_attempts=5, backoff_s=30)
+def send_email(args: EmailArgs) -> dict[str, Any]:
+    """Send an email (text and/or HTML) through the configured SMTP server."""
+    settings = context.current().settings
+    message = _message(args, settings.smtp_from)
+    smtp_class = smtplib.SMTP_SSL if settings.smtp_ssl else smtplib.SMTP
+    # Connection failures raise and are retried; refusals that would repeat are permanent.
+    with smtp_class(
+        settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s
+    ) as smtp:
+        if settings.smtp_starttls and not settings.smtp_ssl:
+            smtp.starttls(context=ssl.create_default_context())
+        if settings.smtp_user:
+            password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+            try:
+                smtp.login(settings.smtp_user, password)
+            except smtplib.SMTPAuthenticationError as exc:
+                raise PermanentError(f"SMTP login refused ({exc.smtp_code})") from None
+        try:
+            refused = smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise PermanentError(f"every recipient was refused: {sorted(exc.recipients)}") from None
+    return {
+        "message_id": message["Message-ID"],
+        "accepted": [to for to in args.to if to not in refused],
+        "refused": sorted(refused),
+    }
+
+
+def _message(args: EmailArgs, sender: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = ", ".join(args.to)
+    message["Subject"] = args.subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    if args.reply_to:
+        message["Reply-To"] = args.reply_to
+    if args.text is not None:
+        message.set_content(args.text)
+        if args.html is not None:
+            message.add_alternative(args.html, subtype="html")
+    else:
+        message.set_content(args.html or "", subtype="html")
+    return message
