@@ -66,9 +66,14 @@ def artifact_dir(job_id: UUID, settings: Settings) -> Path:
     return settings.artifacts_dir / "jobs" / str(job_id)
 
 
+def is_safe_name(name: str) -> bool:
+    """A plain file name: no path separators, no leading dot."""
+    return bool(_SAFE_NAME.match(name))
+
+
 def save_artifact(name: str, data: bytes, content_type: str) -> dict[str, Any]:
     """Keep a file the job made; returns what to put in the result's `artifacts` list."""
-    if not _SAFE_NAME.match(name):
+    if not is_safe_name(name):
         raise ValueError(f"artifact name {name!r} is not a plain file name")
     ctx = current()
     directory = artifact_dir(ctx.job_id, ctx.settings)

@@ -136,3 +136,10 @@ class KeyNameTaken(JobServiceError):
 class KeyUnknown(JobServiceError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no live key named {name!r}")
+
+
+class ArtifactMissing(JobServiceError):
+    status_code = 404
+
+    def __init__(self, job_id: UUID, why: str) -> None:
+        super().__init__(f"no artifact for job {job_id}: {why}")

@@ -325,13 +325,18 @@ def progress(
 def retry_later(
     conn: Connection, job_id: UUID, attempt: int, error: dict[str, Any], delay_s: float
 ) -> Job | None:
-    """A failed attempt with attempts left: wait as `scheduled`, keeping its error."""
-    stmt = _fenced(job_id, attempt).values(
-        status=Status.SCHEDULED,
-        error=error,
-        run_at=func.now() + delay_s * _SECOND,
-        lease_expires_at=None,
-        updated_at=func.now(),
+    """A failed attempt with attempts left: wait as `scheduled`, keeping its error.
+    None when no attempt is left (the caller fails the job instead)."""
+    stmt = (
+        _fenced(job_id, attempt)
+        .where(jobs.c.attempt < jobs.c.max_attempts)
+        .values(
+            status=Status.SCHEDULED,
+            error=error,
+            run_at=func.now() + delay_s * _SECOND,
+            lease_expires_at=None,
+            updated_at=func.now(),
+        )
     )
     return conn.execute(_with_event(stmt, _error_detail("worker", error))).one_or_none()
 

@@ -10,7 +10,7 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 
 from jobs import registry
 from service import broker, db, logs
-from service.api import handlers, health, jobs, middleware, openapi, tasks
+from service.api import artifacts, handlers, health, jobs, middleware, openapi, tasks
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("service")
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.dependency_overrides[get_settings] = lambda: settings
     handlers.install(app)
+    app.include_router(artifacts.router)  # before jobs: /jobs/uploads is not a job id
     app.include_router(jobs.router)
     app.include_router(tasks.router)
     app.include_router(health.router)
@@ -70,6 +71,7 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
         middleware.SizeLimits,
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
+        larger={artifacts.UPLOADS: settings.max_upload_bytes},
     )
 
 

@@ -143,6 +143,13 @@ class Health(BaseModel):
     checks: dict[str, str] = Field(default_factory=dict)
 
 
+class UploadOut(BaseModel):
+    upload_id: UUID = Field(description="pass it in a task's args, e.g. make_thumbnails")
+    size: int
+    sha256: str
+    content_type: str
+
+
 class Problem(BaseModel):
     """Every error: a message, or for invalid fields FastAPI's list of field errors."""
 

@@ -6,6 +6,7 @@ nothing answers, project-local ones are started, as `jobsvc run` does.
 """
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -39,6 +40,7 @@ def _point_at_test_servers() -> localservers.Started:
     os.environ["REDIS_URL"] = redis_url.render_as_string(hide_password=False)
     os.environ["JOBS_LOCAL_SERVERS"] = "never"  # child processes use exactly these URLs
     os.environ["JOBS_RATE_LIMIT"] = "false"  # the rate limit's own tests turn it on
+    os.environ["JOBS_ARTIFACTS_DIR"] = tempfile.mkdtemp(prefix="jobsvc-test-files-")
     return started
 
 

@@ -34,13 +34,21 @@ async def _refuse(send: Send, status: int, detail: str) -> None:
 
 
 class SizeLimits:
-    """413 for a body over `max_body_bytes` (whatever Content-Length claims), 431 for
-    headers over `max_header_bytes`. A body within the limit is read once and replayed."""
+    """413 for a body over its limit (whatever Content-Length claims): `max_body_bytes`, or
+    `larger[path]` for the paths given there (uploads). 431 for headers over
+    `max_header_bytes`. A body within the limit is read once and replayed."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_header_bytes: int,
+        larger: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,13 +63,14 @@ class SizeLimits:
         if scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        body = await self._read(receive)
+        limit = self.larger.get(scope["path"], self.max_body_bytes)
+        body = await self._read(receive, limit)
         if body is None:
-            await _refuse(send, 413, f"request body too large: over {self.max_body_bytes} bytes")
+            await _refuse(send, 413, f"request body too large: over {limit} bytes")
             return
         await self.app(scope, _replay(body, receive), send)
 
-    async def _read(self, receive: Receive) -> bytes | None:
+    async def _read(self, receive: Receive, limit: int) -> bytes | None:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -70,7 +79,7 @@ class SizeLimits:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):

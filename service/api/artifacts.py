@@ -1,0 +1,117 @@
+"""Files: uploads a task will read (`POST /jobs/uploads`) and artifacts a job made
+(`GET /jobs/{id}/artifact`, `GET /jobs/{id}/artifacts/{name}`)."""
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Header, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from jobs import context
+from service import errors, ledger
+from service.api.deps import ClientDep, SettingsDep
+from service.db import ConnDep
+from service.schemas import UploadOut, problems
+from service.settings import Settings
+from service.tables import Status
+
+router = APIRouter(prefix="/jobs", tags=["files"])
+
+UPLOADS = "/jobs/uploads"
+_ERRORS = problems(
+    {401: "no API key, or not a live one", 404: "no such job, or no such artifact yet"}
+)
+
+
+@router.post(
+    "/uploads",
+    status_code=201,
+    response_model=UploadOut,
+    responses=problems(
+        {
+            401: "no API key, or not a live one",
+            413: "the upload is over JOBS_MAX_UPLOAD_BYTES",
+            422: "an empty upload",
+        }
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def upload(
+    request: Request,
+    client: ClientDep,
+    settings: SettingsDep,
+    content_type: Annotated[str, Header()] = "application/octet-stream",
+) -> UploadOut:
+    """Store the raw request body for a later job (e.g. `make_thumbnails`); only your jobs
+    can read it. Up to JOBS_MAX_UPLOAD_BYTES (413 above)."""
+    data = await request.body()
+    if not data:
+        raise errors.OptionInvalid("the upload is empty: send the file as the request body")
+    upload_id = uuid4()
+    await run_in_threadpool(_store, context.uploads_dir(client.name, settings), upload_id, data)
+    return UploadOut(
+        upload_id=upload_id,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        content_type=content_type,
+    )
+
+
+def _store(directory: Path, upload_id: UUID, data: bytes) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = directory / f".{upload_id}.partial"
+    partial.write_bytes(data)
+    partial.replace(directory / str(upload_id))
+
+
+@router.get("/{job_id}/artifact", response_class=FileResponse, responses=_ERRORS)
+async def artifact(
+    job_id: UUID, conn: ConnDep, client: ClientDep, settings: SettingsDep
+) -> FileResponse:
+    """The file the job made (its first, if it made several); 404 until it has finished."""
+    files = await _artifacts(conn, job_id, client.owner_filter)
+    return _file(job_id, files[0], settings)
+
+
+@router.get("/{job_id}/artifacts/{name}", response_class=FileResponse, responses=_ERRORS)
+async def named_artifact(
+    job_id: UUID,
+    name: Annotated[str, PathParam(max_length=128)],
+    conn: ConnDep,
+    client: ClientDep,
+    settings: SettingsDep,
+) -> FileResponse:
+    """One of the files the job made, by name (see the job's `result.artifacts`)."""
+    files = await _artifacts(conn, job_id, client.owner_filter)
+    for info in files:
+        if info.get("name") == name:
+            return _file(job_id, info, settings)
+    raise errors.ArtifactMissing(job_id, f"no artifact named {name!r}")
+
+
+async def _artifacts(conn: Any, job_id: UUID, owner: str | None) -> list[dict[str, Any]]:
+    row = await ledger.get(conn, job_id, owner)
+    if row.status != Status.FINISHED:
+        raise errors.ArtifactMissing(job_id, f"the job is {row.status}, not finished")
+    files = (row.result or {}).get("artifacts") if isinstance(row.result, dict) else None
+    if not files:
+        raise errors.ArtifactMissing(job_id, "the job made no artifact")
+    return list(files)
+
+
+def _file(job_id: UUID, info: dict[str, Any], settings: Settings) -> FileResponse:
+    path = context.artifact_dir(job_id, settings) / str(info["name"])
+    if not context.is_safe_name(str(info["name"])) or not path.is_file():
+        raise errors.ArtifactMissing(job_id, "its file is gone (cleaned up?)")
+    return FileResponse(path, media_type=info.get("content_type"), filename=str(info["name"]))
