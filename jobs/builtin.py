@@ -4,6 +4,7 @@ import time
 
 from pydantic import ConfigDict, Field, JsonValue
 
+from jobs import context
 from jobs.registry import TaskArgs, task
 
 
@@ -27,8 +28,13 @@ class SleepArgs(TaskArgs):
 
 @task(name="sleep", timeout_s=3700)
 def sleep(args: SleepArgs) -> float:
-    """Sleep for `seconds`, then return them."""
-    time.sleep(args.seconds)
+    """Sleep for `seconds`, reporting progress each second, then return them."""
+    end = time.monotonic() + args.seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(1.0, left))
+        if args.seconds >= 2:
+            done = min(1.0, 1 - max(0.0, end - time.monotonic()) / args.seconds)
+            context.report_progress(done, f"{done:.0%} slept")
     return args.seconds
 
 

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,25 @@ class Stack:
         for name in list(self.procs):
             self.stop(name)
         self.http.close()
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path, api_key: str) -> Iterator[Callable[..., Stack]]:
+    """Stacks with extra settings for their processes; the API is up, the rest is the test's."""
+    made: list[Stack] = []
+
+    def make(**env: str) -> Stack:
+        s = Stack(tmp_path / f"stack{len(made)}", api_key, env)
+        (tmp_path / f"stack{len(made)}").mkdir()
+        made.append(s)
+        s.api()
+        return s
+
+    try:
+        yield make
+    finally:
+        for s in made:
+            s.close()
 
 
 @pytest.fixture
