@@ -1,0 +1,150 @@
+"""`call_webhook` against a real HTTP server on loopback, and its SSRF guard."""
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from jobs.webhooks import WebhookRefused, public_address
+from tests.e2e.conftest import Stack
+from tests.support import Ledger
+
+pytestmark = pytest.mark.e2e
+
+
+class Receiver:
+    """Answers with the statuses queued in `replies` (then 200), recording each request."""
+
+    def __init__(self) -> None:
+        self.replies: list[int] = []
+        self.requests: list[dict[str, Any]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append({"headers": dict(self.headers), "json": json.loads(body)})
+                status = receiver.replies.pop(0) if receiver.replies else 200
+                reply = json.dumps({"ok": status < 400, "pad": "p" * 10_000}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/job"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    thread = threading.Thread(target=r.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()
+
+
+def call(stack: Stack, url: str, **extra: object) -> dict[str, Any]:
+    body = {
+        "task": "call_webhook",
+        "args": {"url": url, "payload": {"order": 17}, "headers": {"X-Signature": "abc"}},
+        "backoff_s": 0.1,
+        **extra,
+    }
+    r = stack.http.post("/jobs", json=body)
+    assert r.status_code == 202, r.text
+    return stack.wait(r.json()["id"], timeout=30)
+
+
+@pytest.fixture
+def allowed(make_stack: Callable[..., Stack]) -> Stack:
+    stack = make_stack(JOBS_WEBHOOK_ALLOW_PRIVATE="1", JOBS_WEBHOOK_RESPONSE_BYTES="100")
+    stack.worker("w")
+    stack.reconciler()
+    return stack
+
+
+def test_posts_json_and_keeps_status_and_a_bounded_body(allowed: Stack, receiver: Receiver) -> None:
+    job = call(allowed, receiver.url)
+
+    assert job["status"] == "finished", job
+    assert job["result"]["status_code"] == 200
+    assert len(job["result"]["body"]) == 100  # JOBS_WEBHOOK_RESPONSE_BYTES
+    [request] = receiver.requests
+    assert request["json"] == {"order": 17}
+    assert request["headers"]["X-Signature"] == "abc"
+    assert request["headers"]["Host"] == f"127.0.0.1:{receiver.server.server_port}"
+
+
+def test_5xx_is_retried(allowed: Stack, receiver: Receiver, ledger_rows: Ledger) -> None:
+    receiver.replies = [503]
+
+    job = call(allowed, receiver.url, max_attempts=3)
+
+    assert job["status"] == "finished" and job["attempt"] == 2
+    assert len(receiver.requests) == 2
+    assert ledger_rows.events(job["id"])[2]["detail"]["error"]["type"] == "RetryableStatus"
+
+
+def test_4xx_is_not_retried(allowed: Stack, receiver: Receiver) -> None:
+    receiver.replies = [404]
+
+    job = call(allowed, receiver.url, max_attempts=3)
+
+    assert job["status"] == "failed" and job["attempt"] == 1
+    assert job["error"]["type"] == "WebhookRefused"
+    assert "answered 404" in job["error"]["message"]
+    assert len(receiver.requests) == 1
+
+
+def test_network_errors_are_retried(allowed: Stack, receiver: Receiver) -> None:
+    closed = receiver.url.replace(str(receiver.server.server_port), "1")
+
+    job = call(allowed, closed, max_attempts=2)
+
+    assert job["status"] == "failed" and job["attempt"] == 2
+    assert job["error"]["type"] == "ConnectError"
+
+
+def test_loopback_is_refused_by_default(stack: Stack, receiver: Receiver) -> None:
+    stack.worker("w")
+
+    job = call(stack, receiver.url, max_attempts=3)
+
+    assert job["status"] == "failed" and job["attempt"] == 1
+    assert "resolves to 127.0.0.1, which is not a public address" in job["error"]["message"]
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost/",
+        "http://10.1.2.3/",
+        "http://192.168.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/",
+        "http://[fe80::1]/",
+        "http://0.0.0.0/",
+    ],
+)
+def test_the_guard_refuses_non_public_addresses(url: str) -> None:
+    with pytest.raises(WebhookRefused, match="not a public address"):
+        public_address(url, allow_private=False)
+
+
+def test_the_guard_lets_public_addresses_through() -> None:
+    assert public_address("https://93.184.216.34/hook", allow_private=False) == "93.184.216.34"
+    assert public_address("http://127.0.0.1:9/", allow_private=True) == "127.0.0.1"
+    with pytest.raises(WebhookRefused, match="not an http"):
+        public_address("ftp://example.com/", allow_private=True)
