@@ -174,3 +174,11 @@ def get_when_up(client: httpx.Client, path: str, timeout: float = 20) -> httpx.R
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` until it holds; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)

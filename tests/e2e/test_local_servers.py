@@ -69,14 +69,16 @@ def test_jobsvc_run_brings_up_its_own_servers(tmp_path: Path) -> None:
         )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as http:
-            _wait_until(lambda: _ok(http, "/readyz"), 120, log)
+            wait_until_logged(lambda: _ok(http, "/readyz"), 120, log)
             job_id = http.post("/jobs", json={"task": "echo", "args": {"value": "local"}}).json()[
                 "id"
             ]
-            _wait_until(lambda: http.get(f"/jobs/{job_id}").json()["status"] == "finished", 60, log)
+            wait_until_logged(
+                lambda: http.get(f"/jobs/{job_id}").json()["status"] == "finished", 60, log
+            )
             assert http.get(f"/jobs/{job_id}").json()["result"] == "local"
         with httpx.Client(base_url=f"http://127.0.0.1:{dash_port}", timeout=10) as dash:
-            _wait_until(lambda: _ok(dash, "/0/data/queues.json"), 30, log)
+            wait_until_logged(lambda: _ok(dash, "/0/data/queues.json"), 30, log)
         text = log.read_text()
         assert f"using project-local PostgreSQL on 127.0.0.1:{pg_port}" in text
         assert f"using project-local Redis on 127.0.0.1:{redis_port}" in text
@@ -84,7 +86,7 @@ def test_jobsvc_run_brings_up_its_own_servers(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal
         assert proc.wait(60) == 0, log.read_text()
         for port in (api_port, dash_port, pg_port, redis_port):
-            _wait_until(lambda p=port: not port_open("127.0.0.1", p), 20, log)
+            wait_until_logged(lambda p=port: not port_open("127.0.0.1", p), 20, log)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -100,7 +102,7 @@ def _ok(client: httpx.Client, path: str) -> bool:
         return False
 
 
-def _wait_until(condition: object, seconds: float, log: Path) -> None:
+def wait_until_logged(condition: object, seconds: float, log: Path) -> None:
     deadline = time.monotonic() + seconds
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, log.read_text()[-3000:]
