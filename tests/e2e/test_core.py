@@ -122,3 +122,19 @@ def test_work_horse_killed_leaves_the_row_failed(stack: Stack, ledger_rows: Ledg
     assert ledger_rows.statuses(job_id) == ["queued", "started", "failed"]
     # the worker survives and takes the next job
     assert stack.wait(stack.submit("echo", value=1))["status"] == "finished"
+
+
+def test_progress_shows_while_the_job_runs(stack: Stack) -> None:
+    stack.worker("w")
+    job_id = stack.submit("sleep", seconds=3)
+
+    seen = []
+    deadline = time.monotonic() + 20
+    while (job := stack.job(job_id))["status"] != "finished" and time.monotonic() < deadline:
+        if job["status"] == "started" and job["progress"]:
+            seen.append(job["progress"]["value"])
+        time.sleep(0.1)
+
+    assert any(0 < v < 1 for v in seen), seen
+    assert seen == sorted(seen)
+    assert stack.job(job_id)["progress"]["value"] == 1.0
