@@ -11,7 +11,8 @@ RUN pip install .
 COPY alembic.ini ./
 COPY migrations ./migrations
 
-RUN useradd --system --uid 10001 jobsvc
+RUN useradd --system --uid 10001 jobsvc \
+    && mkdir -p /data/artifacts && chown jobsvc /data/artifacts
 USER jobsvc
 
 EXPOSE 8000 9181

@@ -52,3 +52,10 @@ def test_authentication_stays_on_and_the_dashboard_needs_a_password() -> None:
         assert "JOBS_DEV_MODE" not in services[name]["environment"], name
     dashboard = services["dashboard"]["environment"]
     assert dashboard["JOBS_DASHBOARD_PASSWORD"].startswith("${JOBS_DASHBOARD_PASSWORD:?")
+
+
+def test_api_and_worker_share_the_artifacts_volume() -> None:
+    services = compose()["services"]
+    for name in ("api", "worker"):
+        assert "artifacts:/data/artifacts" in services[name]["volumes"]
+        assert services[name]["environment"]["JOBS_ARTIFACTS_DIR"] == "/data/artifacts"
