@@ -82,6 +82,16 @@ def enqueue_rows(connection: Redis, rows: Sequence[Any], result_ttl_s: int) -> N
         pipe.execute()
 
 
+def try_enqueue_rows(connection: Redis, rows: Sequence[Any], result_ttl_s: int) -> bool:
+    """`enqueue_rows`; False if Redis refused (the rows stay queued for a later delivery)."""
+    try:
+        enqueue_rows(connection, rows, result_ttl_s)
+    except RedisError as exc:
+        log.warning("%d jobs recorded but not enqueued: %s", len(rows), exc)
+        return False
+    return True
+
+
 def held(connection: Redis, rows: Sequence[Any]) -> set[UUID]:
     """The rows whose job Redis holds: waiting in its queue, or taken by a worker.
 

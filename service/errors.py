@@ -143,3 +143,17 @@ class ArtifactMissing(JobServiceError):
 
     def __init__(self, job_id: UUID, why: str) -> None:
         super().__init__(f"no artifact for job {job_id}: {why}")
+
+
+class BatchInvalid(JobServiceError):
+    """Some jobs of a batch were refused, so none was recorded."""
+
+    status_code = 422
+
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
+        super().__init__("some jobs of the batch are not valid; none was recorded")
+        self.problems = problems
+
+    @property
+    def detail(self) -> Any:
+        return self.problems

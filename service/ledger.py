@@ -81,11 +81,13 @@ class NewJob:
     request_hash: str | None = None
 
 
-def _insert(job: NewJob, by: str) -> Select[Any]:
-    values = asdict(job)
-    values["status"] = Status.SCHEDULED if job.run_at is not None else Status.QUEUED
-    stmt = pg_insert(jobs).values(values)
-    if job.idempotency_key is not None:
+def _insert(batch: list[NewJob], by: str) -> Select[Any]:
+    rows = [
+        {**asdict(job), "status": Status.SCHEDULED if job.run_at is not None else Status.QUEUED}
+        for job in batch
+    ]
+    stmt = pg_insert(jobs).values(rows)
+    if any(job.idempotency_key is not None for job in batch):
         stmt = stmt.on_conflict_do_nothing(
             index_elements=[jobs.c.owner, jobs.c.idempotency_key],
             index_where=jobs.c.idempotency_key.is_not(None),
@@ -95,19 +97,29 @@ def _insert(job: NewJob, by: str) -> Select[Any]:
 
 async def insert_job(conn: AsyncConnection, job: NewJob) -> Job | None:
     """Record a new job; None if the owner already used its idempotency key."""
-    row: Job | None = (await conn.execute(_insert(job, "api"))).one_or_none()
+    row: Job | None = (await conn.execute(_insert([job], "api"))).one_or_none()
     return row
+
+
+async def insert_jobs(conn: AsyncConnection, batch: list[NewJob]) -> list[Job]:
+    """Record many jobs in one statement; those whose idempotency key was used are left out."""
+    return list((await conn.execute(_insert(batch, "api"))).all())
 
 
 def insert_job_sync(conn: Connection, job: NewJob, by: str) -> Job | None:
     """`insert_job` for the synchronous processes (the reconciler's periodic jobs)."""
-    return conn.execute(_insert(job, by)).one_or_none()
+    return conn.execute(_insert([job], by)).one_or_none()
 
 
 async def by_idempotency_key(conn: AsyncConnection, owner: str, key: str) -> Job:
     stmt = select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
     row: Job = (await conn.execute(stmt)).one()
     return row
+
+
+async def by_idempotency_keys(conn: AsyncConnection, owner: str, keys: list[str]) -> list[Job]:
+    stmt = select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key.in_(keys))
+    return list((await conn.execute(stmt)).all())
 
 
 async def mark_enqueued(conn: AsyncConnection, job_id: UUID) -> Job:
@@ -125,6 +137,16 @@ async def mark_enqueued(conn: AsyncConnection, job_id: UUID) -> Job:
 def _visible(job_id: UUID, owner: str | None) -> Any:
     """The job, if `owner` may see it (None: an admin, who sees every job)."""
     return and_(jobs.c.id == job_id, *([] if owner is None else [jobs.c.owner == owner]))
+
+
+async def mark_enqueued_many(conn: AsyncConnection, job_ids: list[UUID]) -> list[Job]:
+    stmt = (
+        update(jobs)
+        .where(jobs.c.id.in_(job_ids))
+        .values(enqueued_at=func.coalesce(jobs.c.enqueued_at, func.now()), updated_at=func.now())
+        .returning(*jobs.c)
+    )
+    return list((await conn.execute(stmt)).all())
 
 
 async def get(conn: AsyncConnection, job_id: UUID, owner: str | None) -> Job:

@@ -11,7 +11,7 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] the bucket; ARGV rate per second, burst. Redis's clock, so API processes agree.
+# KEYS[1] the bucket; ARGV rate per second, burst, cost. Redis's clock, so processes agree.
 _TAKE = """
 local now = redis.call('TIME')
 now = tonumber(now[1]) + tonumber(now[2]) / 1e6
@@ -19,16 +19,17 @@ local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tokens = tonumber(redis.call('HGET', KEYS[1], 't') or burst)
 local since = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
 tokens = math.min(burst, tokens + math.max(0, now - since) * rate)
+local cost = tonumber(ARGV[3])
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+if tokens >= cost then tokens = tokens - cost else wait = (cost - tokens) / rate end
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
 return tostring(wait)
 """
 
 
-def take(redis: Redis, client: str, settings: Settings) -> None:
-    """Spend one token of `client`'s bucket, or raise RateLimited.
+def take(redis: Redis, client: str, settings: Settings, cost: int = 1) -> None:
+    """Spend `cost` tokens (one a job) of `client`'s bucket, or raise RateLimited.
 
     If Redis cannot answer, the submit goes ahead: the ledger, not Redis, decides whether a
     job is accepted, and a Redis outage must not refuse work.
@@ -41,6 +42,7 @@ def take(redis: Redis, client: str, settings: Settings) -> None:
                 f"jobsvc:ratelimit:{client}",
                 settings.rate_limit_per_s,
                 settings.rate_limit_burst,
+                min(cost, settings.rate_limit_burst),  # a batch may take a whole bucket
             )
         )
     except RedisError as exc:

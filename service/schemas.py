@@ -74,6 +74,18 @@ def _has_nul(value: JsonValue) -> bool:
     return False
 
 
+class BatchJobIn(JobIn):
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=200, description="as the Idempotency-Key header"
+    )
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[BatchJobIn] = Field(min_length=1, max_length=1000)
+
+
 class ErrorOut(BaseModel):
     type: str
     message: str
@@ -110,6 +122,10 @@ class JobOut(BaseModel):
 
 class CanceledOut(JobOut):
     notice: str = Field(description="what the cancel did: before start, stopped, or requested")
+
+
+class BatchOut(BaseModel):
+    jobs: list[JobOut] = Field(description="in the order submitted")
 
 
 class JobPage(BaseModel):

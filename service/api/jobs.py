@@ -13,11 +13,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
 from jobs import registry
-from service import broker, errors, ledger
+from service import broker, errors, ledger, ratelimit
 from service.api.deps import ClientDep, RedisDep, SettingsDep, SubmitterDep
 from service.db import ConnDep
 from service.ledger import Job
-from service.schemas import CanceledOut, EventOut, JobIn, JobOut, JobPage, problems
+from service.schemas import (
+    BatchIn,
+    BatchOut,
+    CanceledOut,
+    EventOut,
+    JobIn,
+    JobOut,
+    JobPage,
+    problems,
+)
 from service.settings import Settings
 from service.tables import Status
 
@@ -79,6 +88,88 @@ async def submit(
     return JobOut.model_validate(row)
 
 
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=BatchOut,
+    responses={
+        **_errors,
+        **problems(
+            {
+                409: "an idempotency key was used for a different request",
+                413: "the request body is too large",
+                429: "too many submits: wait Retry-After seconds",
+            }
+        ),
+    },
+)
+async def submit_batch(
+    body: BatchIn,
+    conn: ConnDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    client: ClientDep,
+) -> BatchOut:
+    """Up to 1,000 jobs, all or nothing: one transaction, one Redis pipeline. A job whose
+    idempotency key was used before comes back as it was first submitted."""
+    if settings.rate_limit_on:
+        await run_in_threadpool(ratelimit.take, redis, client.name, settings, len(body.jobs))
+    new = _new_jobs(body, settings, client.name)
+    inserted = {row.id: row for row in await ledger.insert_jobs(conn, new)}
+    firsts = await _firsts(conn, client.name, [job for job in new if job.id not in inserted])
+    await conn.commit()
+    queued = [row for row in inserted.values() if row.status == Status.QUEUED]
+    if queued:
+        sent = await run_in_threadpool(
+            broker.try_enqueue_rows, redis, queued, settings.result_ttl_s
+        )
+        if sent:
+            marked = await ledger.mark_enqueued_many(conn, [row.id for row in queued])
+            await conn.commit()
+            inserted |= {row.id: row for row in marked}
+    return BatchOut(
+        jobs=[JobOut.model_validate(inserted.get(job.id) or firsts[job.id]) for job in new]
+    )
+
+
+def _new_jobs(body: BatchIn, settings: Settings, client: str) -> list[ledger.NewJob]:
+    """Every job of the batch checked; BatchInvalid lists each refused one by index."""
+    new, refused = [], []
+    seen: set[str] = set()
+    for index, item in enumerate(body.jobs):
+        key = item.idempotency_key
+        try:
+            if key is not None and key in seen:
+                raise errors.OptionInvalid(f"idempotency key {key!r} repeats within the batch")
+            if key is not None:
+                seen.add(key)
+            new.append(_new_job(item, settings, client, key))
+        except errors.JobServiceError as exc:
+            refused.append({"index": index, "detail": exc.detail})
+    if refused:
+        raise errors.BatchInvalid(refused)
+    return new
+
+
+async def _firsts(
+    conn: AsyncConnection, client: str, repeated: list[ledger.NewJob]
+) -> dict[UUID, Job]:
+    """The first jobs of repeated idempotency keys, by the new id each stands in for."""
+    if not repeated:
+        return {}
+    rows = await ledger.by_idempotency_keys(
+        conn, client, [job.idempotency_key or "" for job in repeated]
+    )
+    by_key = {row.idempotency_key: row for row in rows}
+    firsts = {}
+    for job in repeated:
+        first = by_key[job.idempotency_key]
+        if first.request_hash != job.request_hash:
+            raise errors.IdempotencyKeyReused(job.idempotency_key or "", first.id)
+        firsts[job.id] = first
+    return firsts
+
+
 def _new_job(body: JobIn, settings: Settings, client: str, key: str | None) -> ledger.NewJob:
     """The row to record, after every check that needs the registry or the settings."""
     task = registry.get(body.task)
@@ -100,7 +191,8 @@ def _new_job(body: JobIn, settings: Settings, client: str, key: str | None) -> l
         _within("run_at (seconds from now)", (run_at - now).total_seconds(), settings.max_delay_s)
         if run_at <= now:
             run_at = None  # already due: queue it now
-    fingerprint = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    request = body.model_dump(mode="json", exclude={"idempotency_key"})
+    fingerprint = json.dumps(request, sort_keys=True, separators=(",", ":"))
     return ledger.NewJob(
         id=uuid4(),
         task=task.name,

@@ -1,0 +1,47 @@
+"""The service's app plus the baselines the benchmarks compare it with, in the same process:
+a hello-world endpoint, an endpoint that only enqueues to RQ (no ledger), and one that
+hands the work to FastAPI's BackgroundTasks (no durability). Only `make bench` serves it."""
+
+from typing import Any
+from uuid import uuid4
+
+from fastapi import BackgroundTasks, Request
+from starlette.concurrency import run_in_threadpool
+
+from jobs import registry
+from service import broker
+from service.main import create_app
+from service.schemas import JobIn
+
+app = create_app()
+
+
+@app.get("/bench/hello")
+async def hello() -> dict[str, str]:
+    return {"hello": "world"}
+
+
+@app.post("/bench/rq-only", status_code=202)
+async def rq_only(body: JobIn, request: Request) -> dict[str, Any]:
+    task = registry.get(body.task)
+    args = task.validate(body.args)
+    job_id = uuid4()
+    await run_in_threadpool(
+        broker.enqueue,
+        request.app.state.redis,
+        task,
+        job_id=job_id,
+        queue_name=task.queue,
+        args=args,
+        timeout_s=task.timeout_s,
+        result_ttl_s=500,
+    )
+    return {"id": str(job_id), "status": "queued"}
+
+
+@app.post("/bench/background", status_code=202)
+async def background(body: JobIn, tasks: BackgroundTasks) -> dict[str, Any]:
+    task = registry.get(body.task)
+    args = task.validate(body.args)
+    tasks.add_task(task.func, **args)
+    return {"id": str(uuid4()), "status": "accepted"}

@@ -1,0 +1,592 @@
+"""`make bench`: the benchmark suite, each scenario beside its baseline in the same run.
+
+Starts its own API (one uvicorn process serving `bench.app`) and workers against the local
+PostgreSQL and Redis, in a database (`jobsvc_bench`) and Redis db (11) of its own. Load
+comes from wrk with one thread (`-t1 -c32`), so the generator holds one core at most.
+Prints a table and writes bench/results.json.
+
+    python bench/run.py [--size full|tiny] [--out bench/results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from redis import Redis
+from sqlalchemy import create_engine, make_url, text
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+
+from service.localservers import free_port  # noqa: E402
+
+SIZES: dict[str, dict[str, Any]] = {
+    "full": {"seconds": 5, "rounds": 2, "worker_jobs": 5000, "e2e_jobs": 500, "rows": 1_000_000},
+    "tiny": {"seconds": 1, "rounds": 1, "worker_jobs": 40, "e2e_jobs": 10, "rows": 2_000},
+}
+BENCH_DB = "jobsvc_bench"
+BENCH_REDIS_DB = 11
+ECHO = {"task": "echo", "args": {"value": 1}}
+
+
+@dataclass
+class Scenario:
+    name: str
+    metric: str
+    value: float
+    baseline_name: str | None = None
+    baseline: float | None = None
+    ratio: float | None = None
+    target: str = ""
+    met: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- environment
+
+
+def bench_env() -> dict[str, str]:
+    from service.settings import Settings
+
+    base = Settings()
+    db = make_url(str(base.database_url)).set(database=BENCH_DB).render_as_string(False)
+    redis = make_url(str(base.redis_url)).set(database=str(BENCH_REDIS_DB))
+    return {
+        **os.environ,
+        "DATABASE_URL": db,
+        "REDIS_URL": redis.render_as_string(False),
+        "JOBS_LOCAL_SERVERS": "never",
+        "JOBS_RATE_LIMIT": "false",
+        "JOBS_LOG_LEVEL": "WARNING",
+        "JOBS_ARTIFACTS_DIR": tempfile.mkdtemp(prefix="jobsvc-bench-"),
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+class Bench:
+    def __init__(self, size: str) -> None:
+        self.size = SIZES[size]
+        self.env = bench_env()
+        url = make_url(self.env["DATABASE_URL"]).set(drivername="postgresql+psycopg")
+        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
+        admin.dispose()
+        self.engine = create_engine(url)
+        self.redis = Redis.from_url(self.env["REDIS_URL"])
+        self.redis.flushdb()
+        run(["alembic", "upgrade", "head"], self.env)
+        self.key = run(["jobsvc", "keys", "create", "bench", "--admin"], self.env).strip()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.http = httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
+        )
+        self.results: list[Scenario] = []
+
+    def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [str(BIN / argv[0]), *argv[1:]],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def api(self) -> None:
+        self.start(
+            "api", "uvicorn", "bench.app:app", "--port", str(self.port), "--log-level", "warning",
+            "--no-access-log",
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.http.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("the bench API did not start")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+        self.http.close()
+        self.engine.dispose()
+        self.redis.flushdb()
+
+    def add(self, scenario: Scenario) -> None:
+        self.results.append(scenario)
+        print(format_row(scenario), flush=True)
+
+
+def run(argv: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [str(BIN / argv[0]), *argv[1:]], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+# ---------------------------------------------------------------- wrk
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def wrk(bench: Bench, path: str, seconds: int, body: dict[str, Any] | None = None) -> Load:
+    lines = [f'wrk.headers["Authorization"] = "Bearer {bench.key}"']
+    if body is not None:
+        lines += [
+            'wrk.method = "POST"',
+            f"wrk.body = [[{json.dumps(body)}]]",
+            'wrk.headers["Content-Type"] = "application/json"',
+        ]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("\n".join(lines) + "\n")
+    out = subprocess.run(
+        ["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", "-s", script.name, bench.base + path],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(script.name)
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw errors on {path}:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return Load(rps, _latency(out, "50%"), _latency(out, "99%"))
+
+
+def _latency(out: str, pct: str) -> float:
+    match = re.search(rf"^\s+{re.escape(pct)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    assert match, out
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def interleaved(
+    bench: Bench, endpoints: dict[str, tuple[str, dict[str, Any] | None]]
+) -> dict[str, Load]:
+    """Each endpoint for `seconds`, in turn, `rounds` times; loads merged per endpoint."""
+    runs: dict[str, list[Load]] = {name: [] for name in endpoints}
+    for path, body in endpoints.values():  # warm up
+        wrk(bench, path, 1, body)
+    for _ in range(bench.size["rounds"]):
+        for name, (path, body) in endpoints.items():
+            runs[name].append(wrk(bench, path, bench.size["seconds"], body))
+    return {
+        name: Load(
+            statistics.mean(r.rps for r in loads),
+            statistics.median(r.p50_ms for r in loads),
+            max(r.p99_ms for r in loads),
+        )
+        for name, loads in runs.items()
+    }
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def ratio_scenario(
+    name: str, metric: str, value: float, baseline_name: str, baseline: float, at_least: float
+) -> Scenario:
+    ratio = value / baseline if baseline else 0.0
+    return Scenario(
+        name, metric, round(value, 1), baseline_name, round(baseline, 1), round(ratio, 3),
+        f">= {at_least}x", ratio >= at_least,
+    )  # fmt: skip
+
+
+def submit_and_poll(bench: Bench, label: str = "") -> dict[str, Load]:
+    loads = interleaved(
+        bench,
+        {
+            "submit": ("/jobs", ECHO),
+            "rq-only": ("/bench/rq-only", ECHO),
+            "background": ("/bench/background", ECHO),
+        },
+    )
+    bench.redis.flushdb()
+    job_id = bench.http.post("/jobs", json=ECHO).json()["id"]
+    loads |= interleaved(
+        bench, {"poll": (f"/jobs/{job_id}", None), "hello": ("/bench/hello", None)}
+    )
+    s = loads["submit"]
+    bench.add(
+        ratio_scenario(
+            f"submit{label}", "jobs/s", s.rps, "rq-only endpoint", loads["rq-only"].rps, 0.7
+        )
+    )
+    bench.results[-1].extra = {"background_tasks_rps": round(loads["background"].rps, 1)}
+    p99 = Scenario(f"submit p99{label}", "ms", round(s.p99_ms, 2), target="< 25 ms")
+    p99.met, p99.extra = s.p99_ms < 25, {"p50_ms": round(s.p50_ms, 2)}
+    bench.add(p99)
+    bench.add(
+        ratio_scenario(
+            f"poll{label}",
+            "req/s",
+            loads["poll"].rps,
+            "hello-world endpoint",
+            loads["hello"].rps,
+            0.4,
+        )
+    )
+    bench.results[-1].extra = {"p99_ms": round(loads["poll"].p99_ms, 2)}
+    return loads
+
+
+def batch(bench: Bench) -> None:
+    from jobs import registry
+    from service import broker
+
+    n, per = (20 if bench.size["worker_jobs"] < 100 else 100), 1000
+    body = {"jobs": [ECHO] * per}
+    started = time.perf_counter()
+    for _ in range(n):
+        r = bench.http.post("/jobs/batch", json=body)
+        assert r.status_code == 202, r.text
+    ours = n * per / (time.perf_counter() - started)
+    bench.redis.flushdb()
+    registry.load(["jobs.builtin"])
+    task = registry.get("echo")
+    queue = broker.queue("default", bench.redis)
+    started = time.perf_counter()
+    for _ in range(n):
+        with bench.redis.pipeline() as pipe:
+            queue.enqueue_many(
+                [
+                    queue.prepare_data(task.func, kwargs={"value": 1}, job_id=str(uuid.uuid4()))
+                    for _ in range(per)
+                ],
+                pipeline=pipe,
+            )
+            pipe.execute()
+    theirs = n * per / (time.perf_counter() - started)
+    bench.redis.flushdb()
+    bench.add(ratio_scenario("batch submit", "jobs/s", ours, "rq enqueue_many", theirs, 0.6))
+
+
+def workers(bench: Bench) -> dict[str, float]:
+    """No-op jobs through our workers and through stock RQ workers of the same class."""
+    n = bench.size["worker_jobs"]
+    rates = {}
+    for kind, ours, stock in (
+        ("forking", ["jobsvc", "worker", "--burst"], "rq.worker.Worker"),
+        ("simple", ["jobsvc", "worker", "--burst", "--simple"], "rq.worker.SimpleWorker"),
+    ):
+        seed_ledger_jobs(bench, n)
+        rates[f"{kind} ledger"] = timed_burst(bench, "worker", ours, n)
+        seed_rq_jobs(bench, n)
+        stock_argv = ["rq", "worker", "--burst", "-w", stock, "-S", "rq.serializers.JSONSerializer",
+                      "--url", bench.env["REDIS_URL"], "default"]  # fmt: skip
+        rates[f"{kind} stock"] = timed_burst(bench, "stock", stock_argv, n)
+        target = 0.85 if kind == "forking" else 0.75
+        baseline = f"stock rq {stock.rsplit('.', 1)[1]}"
+        ours_rate, stock_rate = rates[f"{kind} ledger"], rates[f"{kind} stock"]
+        bench.add(
+            ratio_scenario(f"worker {kind}", "jobs/s", ours_rate, baseline, stock_rate, target)
+        )
+    return rates
+
+
+def seed_ledger_jobs(bench: Bench, n: int) -> None:
+    """n queued echo rows, enqueued to RQ in pipelines (set-up, not measured)."""
+    from jobs import registry
+    from service import broker
+
+    registry.load(["jobs.builtin"])
+    with bench.engine.begin() as conn:
+        rows = conn.execute(
+            text(
+                "INSERT INTO jobs (id, task, queue, args, status, timeout_s, owner, enqueued_at)"
+                " SELECT gen_random_uuid(), 'echo', 'default', '{\"value\": 1}', 'queued', 30,"
+                " 'bench', now() FROM generate_series(1, :n)"
+                " RETURNING id, task, queue, args, timeout_s"
+            ),
+            {"n": n},
+        ).all()
+    for i in range(0, n, 1000):
+        broker.enqueue_rows(bench.redis, rows[i : i + 1000], 500)
+
+
+def seed_rq_jobs(bench: Bench, n: int) -> None:
+    from jobs import registry
+    from service import broker
+
+    task = registry.get("echo")
+    queue = broker.queue("default", bench.redis)
+    for i in range(0, n, 1000):
+        with bench.redis.pipeline() as pipe:
+            queue.enqueue_many(
+                [
+                    queue.prepare_data(task.func, kwargs={"value": 1}, job_id=str(uuid.uuid4()))
+                    for _ in range(min(1000, n - i))
+                ],
+                pipeline=pipe,
+            )
+            pipe.execute()
+
+
+def timed_burst(bench: Bench, name: str, argv: list[str], n: int) -> float:
+    started = time.perf_counter()
+    proc = bench.start(name, *argv)
+    proc.wait()
+    elapsed = time.perf_counter() - started
+    bench.procs.pop(name, None)
+    left = bench.redis.llen("rq:queue:default")
+    if left:
+        raise SystemExit(f"{argv[0]} left {left} jobs")
+    bench.redis.flushdb()
+    return n / elapsed
+
+
+def end_to_end(bench: Bench) -> None:
+    """POST → final state seen by polling, one job at a time, beside bare RQ."""
+    from rq.job import Job
+
+    from jobs import registry
+    from service import broker
+
+    n = bench.size["e2e_jobs"]
+    task = registry.get("echo")
+    for kind, ours, stock in (
+        ("forking", ["jobsvc", "worker"], "rq.worker.Worker"),
+        ("simple", ["jobsvc", "worker", "--simple"], "rq.worker.SimpleWorker"),
+    ):
+        bench.start("worker", *ours)
+        time.sleep(1.5)
+        ledger_ms = []
+        for _ in range(n):
+            started = time.perf_counter()
+            job_id = bench.http.post("/jobs", json=ECHO).json()["id"]
+            while bench.http.get(f"/jobs/{job_id}").json()["status"] != "finished":
+                time.sleep(0.001)
+            ledger_ms.append((time.perf_counter() - started) * 1000)
+        bench.stop("worker")
+        bench.redis.flushdb()
+        bench.start("stock", "rq", "worker", "-w", stock, "-S", "rq.serializers.JSONSerializer",
+                    "--url", bench.env["REDIS_URL"], "default")  # fmt: skip
+        time.sleep(1.5)
+        queue = broker.queue("default", bench.redis)
+        rq_ms = []
+        for _ in range(n):
+            started = time.perf_counter()
+            job = queue.enqueue_call(func=task.func, kwargs={"value": 1})
+            while (
+                Job.fetch(job.id, connection=bench.redis, serializer=broker.SERIALIZER).get_status()
+                != "finished"
+            ):
+                time.sleep(0.001)
+            rq_ms.append((time.perf_counter() - started) * 1000)
+        bench.stop("stock")
+        bench.redis.flushdb()
+        ours_p50, theirs_p50 = statistics.median(ledger_ms), statistics.median(rq_ms)
+        ratio = ours_p50 / theirs_p50
+        bench.add(
+            Scenario(
+                f"end-to-end p50 ({kind})", "ms", round(ours_p50, 2), f"bare rq ({kind})",
+                round(theirs_p50, 2), round(ratio, 3), "<= 3x", ratio <= 3,
+                extra={
+                    "p99_ms": round(_pct(ledger_ms, 99), 2),
+                    "baseline_p99_ms": round(_pct(rq_ms, 99), 2),
+                },
+            )
+        )  # fmt: skip
+
+
+def _pct(values: list[float], pct: int) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+def fill_ledger(bench: Bench, rows: int) -> None:
+    """`rows` finished jobs of the bench client, spread over 30 days, then ANALYZE."""
+    with bench.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, task, queue, args, status, attempt, timeout_s, owner,"
+                " result, created_at, enqueued_at, started_at, finished_at, updated_at)"
+                " SELECT gen_random_uuid(), 'echo', 'default', '{\"value\": 1}', 'finished', 1, 30,"
+                " 'bench', '1', t, t, t, t, t FROM ("
+                "   SELECT now() - (i * interval '2.6 seconds') AS t FROM generate_series(1, :n) i"
+                " ) s"
+            ),
+            {"n": rows},
+        )
+        conn.execute(text("ANALYZE jobs"))
+
+
+def scale(bench: Bench, empty: dict[str, Load]) -> None:
+    rows = bench.size["rows"]
+    started = time.perf_counter()
+    fill_ledger(bench, rows)
+    print(f"  (ledger filled with {rows:,} rows in {time.perf_counter() - started:.0f} s)")
+    full = submit_and_poll(bench, label=f" ({rows:,} rows)")
+    for name, metric in (("submit", "jobs/s"), ("poll", "req/s")):
+        ratio = full[name].rps / empty[name].rps
+        bench.add(
+            Scenario(
+                f"{name} at {rows:,} rows vs empty", metric, round(full[name].rps, 1),
+                f"{name} on an empty ledger", round(empty[name].rps, 1), round(ratio, 3),
+                ">= 0.85x", ratio >= 0.85,
+            )
+        )  # fmt: skip
+    page = bench.http.get("/jobs", params={"status": "finished", "limit": 500})
+    cursor = page.json()["next_cursor"]
+    for _ in range(min(200, rows // 1000)):
+        cursor = (
+            bench.http.get(
+                "/jobs", params={"status": "finished", "limit": 500, "cursor": cursor}
+            ).json()["next_cursor"]
+            or cursor
+        )
+    listing = interleaved(
+        bench, {"list": (f"/jobs?status=finished&limit=50&cursor={cursor}", None)}
+    )["list"]
+    bench.add(Scenario("listing p99, deep cursor", "ms", round(listing.p99_ms, 2), target="< 25 ms",
+                       met=listing.p99_ms < 25, extra={"rps": round(listing.rps, 1)}))  # fmt: skip
+
+
+def memory(bench: Bench) -> None:
+    api_kb = peak_rss_kb(bench.procs["api"].pid)
+    bench.add(
+        Scenario(
+            "API peak RSS",
+            "MB",
+            round(api_kb / 1024, 1),
+            target="< 150 MB",
+            met=api_kb < 150 * 1024,
+        )
+    )
+    seed_ledger_jobs(bench, min(500, bench.size["worker_jobs"]))
+    worker = bench.start("worker", "jobsvc", "worker", "--burst")
+    peak = 0
+    while worker.poll() is None:
+        peak = max(peak, peak_rss_kb(worker.pid))
+        time.sleep(0.05)
+    bench.procs.pop("worker", None)
+    bench.add(
+        Scenario(
+            "worker peak RSS", "MB", round(peak / 1024, 1), target="< 120 MB", met=peak < 120 * 1024
+        )
+    )
+
+
+def peak_rss_kb(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return 0
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(match.group(1)) if match else 0
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[
+        0
+    ]
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_generator": f"{wrk_version.strip()} (-t1 -c32)",
+    }
+
+
+def format_row(s: Scenario) -> str:
+    base = f"{s.baseline:>10}" if s.baseline is not None else " " * 10
+    ratio = f"{s.ratio:>6.2f}x" if s.ratio is not None else " " * 7
+    met = {True: "met", False: "MISSED", None: ""}[s.met]
+    return f"  {s.name:<38} {s.value:>10} {s.metric:<7} {base} {ratio}  {s.target:<10} {met}"
+
+
+@contextmanager
+def bench_session(size: str) -> Iterator[Bench]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install wrk (make bench does it)")
+    bench = Bench(size)
+    try:
+        bench.api()
+        yield bench
+    finally:
+        bench.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    print(f"  {'scenario':<38} {'value':>10} {'':<7} {'baseline':>10} {'ratio':>7}  target")
+    with bench_session(args.size) as bench:
+        empty = submit_and_poll(bench)
+        batch(bench)
+        workers(bench)
+        end_to_end(bench)
+        scale(bench, empty)
+        memory(bench)
+        report = {
+            "machine": machine(),
+            "size": args.size,
+            "scenarios": [asdict(s) for s in bench.results],
+        }
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    missed = [s.name for s in bench.results if s.met is False]
+    print(f"\n{len(bench.results) - len(missed)}/{len(bench.results)} targets met in "
+          f"{time.perf_counter() - started:.0f} s; results in {args.out}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
