@@ -46,7 +46,12 @@ class Task:
             raise errors.ArgsInvalid(self.name, exc) from exc
 
     def schema(self) -> dict[str, Any]:
-        return self.args_model.model_json_schema()
+        return _schema(self.args_model)
+
+
+@functools.cache
+def _schema(model: type[TaskArgs]) -> dict[str, Any]:
+    return model.model_json_schema()
 
 
 _tasks: dict[str, Task] = {}

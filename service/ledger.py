@@ -9,6 +9,7 @@ with a `Connection`. Callers own the transaction.
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -86,7 +87,8 @@ def _insert(batch: list[NewJob], by: str) -> Select[Any]:
         {**asdict(job), "status": Status.SCHEDULED if job.run_at is not None else Status.QUEUED}
         for job in batch
     ]
-    stmt = pg_insert(jobs).values(rows)
+    # One row: `values(row)`, a form SQLAlchemy caches compiled; a list (a batch) is not.
+    stmt = pg_insert(jobs).values(rows[0] if len(rows) == 1 else rows)
     if any(job.idempotency_key is not None for job in batch):
         stmt = stmt.on_conflict_do_nothing(
             index_elements=[jobs.c.owner, jobs.c.idempotency_key],
@@ -149,12 +151,25 @@ async def mark_enqueued_many(conn: AsyncConnection, job_ids: list[UUID]) -> list
     return list((await conn.execute(stmt)).all())
 
 
-async def get(conn: AsyncConnection, job_id: UUID, owner: str | None) -> Job:
-    stmt = select(jobs).where(_visible(job_id, owner))
-    row = (await conn.execute(stmt)).one_or_none()
+_GET = "SELECT * FROM jobs WHERE id = $1"
+_GET_OWNED = "SELECT * FROM jobs WHERE id = $1 AND owner = $2"
+
+
+async def get(conn: AsyncConnection, job_id: UUID, owner: str | None) -> Mapping[str, Any]:
+    """The job as a mapping of its columns; JobNotFound if `owner` may not see it.
+
+    The hottest read of the service (every poll), so it goes straight to asyncpg: one
+    prepared statement, no transaction around it.
+    """
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    if owner is None:
+        row = await driver.fetchrow(_GET, job_id)
+    else:
+        row = await driver.fetchrow(_GET_OWNED, job_id, owner)
     if row is None:
         raise errors.JobNotFound(job_id)
-    return row
+    return row  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -261,7 +276,7 @@ async def retry(conn: AsyncConnection, job_id: UUID, owner: str | None) -> Job:
     if row is not None:
         return row
     current = await get(conn, job_id, owner)
-    raise errors.JobNotRetryable(job_id, current.status)
+    raise errors.JobNotRetryable(job_id, current["status"])
 
 
 async def events(conn: AsyncConnection, job_id: UUID, owner: str | None) -> list[Row[Any]]:

@@ -44,7 +44,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
-    app.dependency_overrides[get_settings] = lambda: settings
     handlers.install(app)
     app.include_router(artifacts.router)  # before jobs: /jobs/uploads is not a job id
     app.include_router(jobs.router)

@@ -26,8 +26,8 @@ class Settings(BaseSettings):
     )
 
     # API database pool
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
     db_connect_timeout_s: float = Field(default=5.0, gt=0)
 
     # Redis client timeouts: a submit never hangs on an unreachable Redis.

@@ -102,9 +102,10 @@ async def named_artifact(
 
 async def _artifacts(conn: Any, job_id: UUID, owner: str | None) -> list[dict[str, Any]]:
     row = await ledger.get(conn, job_id, owner)
-    if row.status != Status.FINISHED:
-        raise errors.ArtifactMissing(job_id, f"the job is {row.status}, not finished")
-    files = (row.result or {}).get("artifacts") if isinstance(row.result, dict) else None
+    if row["status"] != Status.FINISHED:
+        raise errors.ArtifactMissing(job_id, f"the job is {row['status']}, not finished")
+    result = row["result"]
+    files = result.get("artifacts") if isinstance(result, dict) else None
     if not files:
         raise errors.ArtifactMissing(job_id, "the job made no artifact")
     return list(files)

@@ -10,9 +10,16 @@ from starlette.concurrency import run_in_threadpool
 from service import errors, keys, ratelimit
 from service.db import ConnDep
 from service.keys import Client
-from service.settings import Settings, get_settings
+from service.settings import Settings
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+async def app_settings(request: Request) -> Settings:
+    """The settings the app was made with (tests make apps with their own)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 DEV_CLIENT = Client("dev", admin=True)
 
@@ -23,7 +30,7 @@ bearer_scheme = HTTPBearer(
 )
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     redis: Redis = request.app.state.redis
     return redis
 

@@ -283,7 +283,7 @@ async def list_jobs(
 
 @router.get("/{job_id}", response_model=JobOut, responses=_errors)
 async def get_job(job_id: UUID, conn: ConnDep, client: ClientDep) -> JobOut:
-    return JobOut.model_validate(await ledger.get(conn, job_id, client.owner_filter))
+    return JobOut.model_validate(dict(await ledger.get(conn, job_id, client.owner_filter)))
 
 
 _NOTICES = {
