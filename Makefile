@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format install clean
+.PHONY: run test lint format install clean bench
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	command -v wrk >/dev/null || apt-get install -y -q wrk || echo "no wrk: make bench needs it"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,local]'
@@ -28,6 +29,10 @@ format: install
 
 test: lint
 	$(BIN)/pytest
+
+# The benchmark suite (under 10 minutes; `make install` puts in wrk, its load generator).
+bench: install
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -96,7 +96,7 @@ class Bench:
         self.redis = Redis.from_url(self.env["REDIS_URL"])
         self.redis.flushdb()
         run(["alembic", "upgrade", "head"], self.env)
-        self.key = run(["jobsvc", "keys", "create", "bench", "--admin"], self.env).strip()
+        self.key = run(["jobsvc", "keys", "create", "bench"], self.env).strip()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -317,8 +317,7 @@ def workers(bench: Bench) -> dict[str, float]:
         seed_ledger_jobs(bench, n)
         rates[f"{kind} ledger"] = timed_burst(bench, "worker", ours, n)
         seed_rq_jobs(bench, n)
-        stock_argv = ["rq", "worker", "--burst", "-w", stock, "-S", "rq.serializers.JSONSerializer",
-                      "--url", bench.env["REDIS_URL"], "default"]  # fmt: skip
+        stock_argv = ["python", "bench/stock_worker.py", stock, bench.env["REDIS_URL"], "--burst"]
         rates[f"{kind} stock"] = timed_burst(bench, "stock", stock_argv, n)
         target = 0.85 if kind == "forking" else 0.75
         baseline = f"stock rq {stock.rsplit('.', 1)[1]}"
@@ -404,8 +403,7 @@ def end_to_end(bench: Bench) -> None:
             ledger_ms.append((time.perf_counter() - started) * 1000)
         bench.stop("worker")
         bench.redis.flushdb()
-        bench.start("stock", "rq", "worker", "-w", stock, "-S", "rq.serializers.JSONSerializer",
-                    "--url", bench.env["REDIS_URL"], "default")  # fmt: skip
+        bench.start("stock", "python", "bench/stock_worker.py", stock, bench.env["REDIS_URL"])
         time.sleep(1.5)
         queue = broker.queue("default", bench.redis)
         rq_ms = []

@@ -1,0 +1,39 @@
+"""`make bench` at a tiny size, so the suite cannot rot: every scenario runs and reports."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = {
+    "submit", "submit p99", "poll", "batch submit", "worker forking", "worker simple",
+    "end-to-end p50 (forking)", "end-to-end p50 (simple)", "listing p99, deep cursor",
+    "API peak RSS", "worker peak RSS",
+}  # fmt: skip
+
+
+def test_tiny_bench_writes_every_scenario(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--size", "tiny", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    assert report["machine"]["cpus"] >= 1 and "wrk" in report["machine"]["load_generator"]
+    names = {s["name"] for s in report["scenarios"]}
+    assert SCENARIOS <= names, SCENARIOS - names
+    for s in report["scenarios"]:
+        assert {"name", "metric", "value", "baseline_name", "baseline", "ratio", "target", "met"} <= set(s)
+        assert s["value"] > 0, s
+    assert "targets met" in done.stdout
