@@ -139,16 +139,6 @@ def stop(connection: Redis, job_id: UUID, worker_name: str | None) -> Stop:
     return Stop.STOPPED
 
 
-def try_enqueue(connection: Redis, task: Task, **kw: Any) -> bool:
-    """Enqueue; False if Redis refused (the row stays queued for a later delivery)."""
-    try:
-        enqueue(connection, task, **kw)
-    except RedisError as exc:
-        log.warning("job %s recorded but not enqueued: %s", kw.get("job_id"), exc)
-        return False
-    return True
-
-
 def withdraw(connection: Redis, job_id: UUID) -> None:
     """Best effort: take a canceled job out of its RQ queue. The ledger already decided."""
     try:

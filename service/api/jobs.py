@@ -234,16 +234,7 @@ def _depth(value: JsonValue) -> int:
 
 async def _deliver(conn: AsyncConnection, redis: Redis, settings: Settings, row: Job) -> Job:
     """Enqueue a committed `queued` row; if Redis refuses, the reconciler delivers it later."""
-    enqueued = await run_in_threadpool(
-        broker.try_enqueue,
-        redis,
-        registry.get(row.task),
-        job_id=row.id,
-        queue_name=row.queue,
-        args=row.args,
-        timeout_s=row.timeout_s,
-        result_ttl_s=settings.result_ttl_s,
-    )
+    enqueued = await run_in_threadpool(broker.try_enqueue_rows, redis, [row], settings.result_ttl_s)
     if not enqueued:
         return row
     row = await ledger.mark_enqueued(conn, row.id)
