@@ -10,18 +10,20 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlalchemy import (
+    BindParameter,
     Connection,
     Insert,
     Row,
     Select,
     Update,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -47,8 +49,10 @@ Job = Row[Any]
 _SECOND: ColumnClause[Any] = literal_column("interval '1 second'")
 
 
-def _with_event(stmt: Insert | Update, detail: dict[str, Any]) -> Select[Any]:
+def _with_event(stmt: Insert | Update, detail: dict[str, Any] | BindParameter[Any]) -> Select[Any]:
     """`stmt RETURNING jobs.*`, plus an event row for each returned job, in one statement."""
+    if not isinstance(detail, BindParameter):
+        detail = literal(detail, JSONB)
     changed = stmt.returning(*jobs.c).cte("changed")
     event = insert(job_events).from_select(
         ["job_id", "status", "attempt", "worker", "detail"],
@@ -57,7 +61,7 @@ def _with_event(stmt: Insert | Update, detail: dict[str, Any]) -> Select[Any]:
             changed.c.status,
             changed.c.attempt,
             changed.c.worker,
-            literal(detail, JSONB),
+            detail,
         ),
     )
     return select(changed).add_cte(event.cte("event"))
@@ -82,24 +86,46 @@ class NewJob:
     request_hash: str | None = None
 
 
-def _insert(batch: list[NewJob], by: str) -> Select[Any]:
-    rows = [
-        {**asdict(job), "status": Status.SCHEDULED if job.run_at is not None else Status.QUEUED}
-        for job in batch
-    ]
-    # One row: `values(row)`, a form SQLAlchemy caches compiled; a list (a batch) is not.
-    stmt = pg_insert(jobs).values(rows[0] if len(rows) == 1 else rows)
+def _insert(batch: list[NewJob], by: str | None) -> Select[Any]:
+    """The insert (with its events) of a batch; with `by` None, the one-row statement with
+    every value a bind parameter, which `_INSERT_ONE` builds once for the hot path."""
+    if by is None:
+        # (bind names may not be column names in VALUES: prefixed)
+        values: Any = {name: bindparam(f"new_{name}") for name in [*_NEW_JOB_FIELDS, "status"]}
+    else:
+        values = [{**asdict(job), "status": _initial_status(job)} for job in batch]
+    stmt = pg_insert(jobs).values(values)
     if any(job.idempotency_key is not None for job in batch):
         stmt = stmt.on_conflict_do_nothing(
             index_elements=[jobs.c.owner, jobs.c.idempotency_key],
             index_where=jobs.c.idempotency_key.is_not(None),
         )
-    return _with_event(stmt, {"by": by})
+    detail = bindparam("detail", type_=JSONB) if by is None else {"by": by}
+    return _with_event(stmt, detail)
+
+
+def _initial_status(job: NewJob) -> Status:
+    return Status.SCHEDULED if job.run_at is not None else Status.QUEUED
+
+
+_NEW_JOB_FIELDS = [f.name for f in fields(NewJob)]
+_EXAMPLE = NewJob(uuid4(), "", "", {}, 1, 1, 0, "", {})
+# Built once: building this statement costs more than running it (CTE column proxies).
+_INSERT_ONE = {
+    keyed: _insert([replace(_EXAMPLE, idempotency_key="k" if keyed else None)], None)
+    for keyed in (False, True)
+}
+
+
+def _insert_one(job: NewJob, by: str) -> tuple[Select[Any], dict[str, Any]]:
+    values = {**asdict(job), "status": _initial_status(job)}
+    params = {f"new_{name}": value for name, value in values.items()}
+    return _INSERT_ONE[job.idempotency_key is not None], {**params, "detail": {"by": by}}
 
 
 async def insert_job(conn: AsyncConnection, job: NewJob) -> Job | None:
     """Record a new job; None if the owner already used its idempotency key."""
-    row: Job | None = (await conn.execute(_insert([job], "api"))).one_or_none()
+    row: Job | None = (await conn.execute(*_insert_one(job, "api"))).one_or_none()
     return row
 
 
@@ -110,7 +136,7 @@ async def insert_jobs(conn: AsyncConnection, batch: list[NewJob]) -> list[Job]:
 
 def insert_job_sync(conn: Connection, job: NewJob, by: str) -> Job | None:
     """`insert_job` for the synchronous processes (the reconciler's periodic jobs)."""
-    return conn.execute(_insert([job], by)).one_or_none()
+    return conn.execute(*_insert_one(job, by)).one_or_none()
 
 
 async def by_idempotency_key(conn: AsyncConnection, owner: str, key: str) -> Job:
