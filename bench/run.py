@@ -565,16 +565,28 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["submit", "batch", "workers", "end-to-end", "scale", "memory"],
+        help="run these scenarios only (scale needs submit)",
+    )
     args = parser.parse_args()
+    chosen = set(args.only or ["submit", "batch", "workers", "end-to-end", "scale", "memory"])
     started = time.perf_counter()
     print(f"  {'scenario':<38} {'value':>10} {'':<7} {'baseline':>10} {'ratio':>7}  target")
     with bench_session(args.size) as bench:
-        empty = submit_and_poll(bench)
-        batch(bench)
-        workers(bench)
-        end_to_end(bench)
-        scale(bench, empty)
-        memory(bench)
+        empty = submit_and_poll(bench) if chosen & {"submit", "scale"} else {}
+        if "batch" in chosen:
+            batch(bench)
+        if "workers" in chosen:
+            workers(bench)
+        if "end-to-end" in chosen:
+            end_to_end(bench)
+        if "scale" in chosen:
+            scale(bench, empty)
+        if "memory" in chosen:
+            memory(bench)
         report = {
             "machine": machine(),
             "size": args.size,

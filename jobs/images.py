@@ -7,14 +7,16 @@ image fails when opened. Each is a permanent failure with a clear message.
 
 import io
 import warnings
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
-from PIL import Image, UnidentifiedImageError
 from pydantic import Field, field_validator
 
 from jobs import context
 from jobs.registry import PermanentError, TaskArgs, task
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PillowImage
 
 _SAVE = {
     "png": ("PNG", "image/png"),
@@ -46,7 +48,14 @@ class ImageRejected(PermanentError):
     """The upload is not an image this task will process."""
 
 
-@task(name="make_thumbnails", queue="images", timeout_s=120, max_attempts=2, backoff_s=5)
+@task(
+    name="make_thumbnails",
+    queue="images",
+    timeout_s=120,
+    max_attempts=2,
+    backoff_s=5,
+    preload=("PIL.Image",),
+)
 def make_thumbnails(args: ThumbnailArgs) -> dict[str, Any]:
     """Thumbnails of an uploaded image at each requested size, aspect ratio kept."""
     ctx = context.current()
@@ -70,7 +79,9 @@ def make_thumbnails(args: ThumbnailArgs) -> dict[str, Any]:
     return {"source": {"width": image.width, "height": image.height}, "artifacts": artifacts}
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
+def _open(data: bytes, max_pixels: int) -> "PillowImage":
+    from PIL import Image, UnidentifiedImageError
+
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels

@@ -37,6 +37,7 @@ class Task:
     max_attempts: int
     backoff_s: float
     description: str
+    preload: tuple[str, ...] = ()  # heavy modules the task imports when it runs
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """The args as the task will see them (defaults filled in), or ArgsInvalid."""
@@ -64,8 +65,14 @@ def task(
     timeout_s: int = 180,
     max_attempts: int = 1,
     backoff_s: float = 5.0,
+    preload: tuple[str, ...] = (),
 ) -> Callable[[Callable[[A], Any]], Callable[..., Any]]:
-    """Register `fn(args: SomeArgs)` as a task; the returned function takes the args as kwargs."""
+    """Register `fn(args: SomeArgs)` as a task; the returned function takes the args as kwargs.
+
+    `preload` names heavy modules the task imports inside its body: the API never loads
+    them, and a worker imports them once at start only if it serves the task's queue (so
+    a forking worker's horses find them loaded, and other workers stay small to fork).
+    """
 
     def register(fn: Callable[[A], Any]) -> Callable[..., Any]:
         model = _args_model(fn)
@@ -86,6 +93,7 @@ def task(
             max_attempts=max_attempts,
             backoff_s=backoff_s,
             description=inspect.getdoc(fn) or "",
+            preload=preload,
         )
         return run
 
@@ -123,6 +131,14 @@ def load(modules: Iterable[str]) -> None:
     """Import the modules that define tasks (they register themselves)."""
     for module in modules:
         importlib.import_module(module)
+
+
+def preload(queue_names: Iterable[str]) -> None:
+    """Import the heavy modules of the tasks on these queues (a worker, at start)."""
+    wanted = set(queue_names)
+    for t in _tasks.values():
+        if t.queue in wanted:
+            load(t.preload)
 
 
 def get(name: str) -> Task:

@@ -7,14 +7,16 @@ checked, so a second DNS answer cannot point the request elsewhere.
 
 import ipaddress
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import AnyHttpUrl, Field, JsonValue
 
 from jobs import context
 from jobs.registry import PermanentError, TaskArgs, task
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class WebhookRefused(PermanentError):
@@ -31,7 +33,14 @@ class RetryableStatus(Exception):
     """A 5xx answer: the receiver may recover, so the job is retried."""
 
 
-@task(name="call_webhook", queue="webhooks", timeout_s=60, max_attempts=5, backoff_s=10)
+@task(
+    name="call_webhook",
+    queue="webhooks",
+    timeout_s=60,
+    max_attempts=5,
+    backoff_s=10,
+    preload=("httpx",),
+)
 def call_webhook(args: WebhookArgs) -> dict[str, Any]:
     """POST `payload` as JSON to `url`; retried on network errors and 5xx, not on 4xx."""
     settings = context.current().settings
@@ -69,8 +78,10 @@ def public_address(url: str, allow_private: bool) -> str:
 
 def post_json(
     url: str, address: str, payload: JsonValue, headers: dict[str, str], timeout_s: float
-) -> httpx.Response:
+) -> "httpx.Response":
     """POST to the checked address, with the URL's host name for Host and TLS."""
+    import httpx
+
     parts = urlsplit(url)
     host = parts.hostname or ""
     literal = f"[{address}]" if ":" in address else address

@@ -58,25 +58,40 @@ class LedgerHooks:
         super().__init__(*args, **kwargs)
         self.settings = settings or get_settings()
         registry.load(self.settings.task_modules)
-        self._engine: Engine | None = None
-        self._engine_pid = 0
+        registry.preload(self.queue_names())  # type: ignore[attr-defined]
+        self._engines: dict[bool, Engine] = {}  # autocommit → engine, of this process
+        self._engines_pid = 0
         self._execution_id: str | None = None
         self._horse_status: int | None = None
+        self._returned: tuple[str | None, Any] | None = None  # (execution id, return value)
         self.push_exc_handler(self._remember_error)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------ database
 
+    def _engine(self, autocommit: bool) -> Engine:
+        """This process's engines: created where they are used, never inherited across a
+        fork."""
+        if self._engines_pid != os.getpid():
+            self._engines, self._engines_pid = {}, os.getpid()
+        if autocommit not in self._engines:
+            self._engines[autocommit] = db.create_worker_engine(
+                self.settings, autocommit=autocommit
+            )
+        return self._engines[autocommit]
+
     @property
     def engine(self) -> Engine:
-        """This process's engine: created where it is used, never inherited across a fork."""
-        if self._engine is None or self._engine_pid != os.getpid():
-            self._engine = db.create_worker_engine(self.settings)
-            self._engine_pid = os.getpid()
-        return self._engine
+        """The engine tasks use (transactions, pre-pinged connections)."""
+        return self._engine(autocommit=False)
+
+    def _dispose(self, close: bool = True) -> None:
+        for engine in self._engines.values():
+            engine.dispose(close=close)
+        self._engines = {}
 
     def write(self, fn: Callable[..., T], *args: Any) -> T | None:
-        """Run one ledger statement in its own transaction, retrying transient errors with
-        backoff for up to JOBS_WORKER_DB_RETRY_S.
+        """Run one ledger statement (autocommit: it is its own transaction), retrying
+        transient errors with backoff for up to JOBS_WORKER_DB_RETRY_S.
 
         None when the database stays unreachable: the job's row is left as it was, and the
         reconciler delivers it again (queued) or its lease expires (started).
@@ -85,7 +100,7 @@ class LedgerHooks:
         delay = 0.1
         while True:
             try:
-                with self.engine.begin() as conn:
+                with self._engine(autocommit=True).connect() as conn:
                     return fn(conn, *args)
             except DBAPIError as exc:
                 if not _transient(exc):
@@ -105,6 +120,7 @@ class LedgerHooks:
             self._skip(job, queue)
             return
         self._horse_status = None
+        self._returned = None
         ctx = context.JobContext(
             job_id=claimed.id,
             attempt=claimed.attempt,
@@ -122,6 +138,11 @@ class LedgerHooks:
         self._execution_id = execution.id
         return execution
 
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any) -> None:
+        super().handle_job_success(job, queue, started_job_registry)  # type: ignore[misc]
+        # Seen by the main process when the job ran in it (SimpleWorker): no read back.
+        self._returned = (self._execution_id, job._result)
+
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         self._horse_status = ret_val
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[misc]
@@ -134,22 +155,20 @@ class LedgerHooks:
 
     def teardown(self) -> None:
         super().teardown()  # type: ignore[misc]
-        if self._engine is not None and self._engine_pid == os.getpid():
-            self._engine.dispose()
-            self._engine = None
+        if self._engines_pid == os.getpid():
+            self._dispose()
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
         try:
             done: bool = super().perform_job(job, queue)  # type: ignore[misc]
             return done
         finally:
-            if self.is_horse and self._engine is not None:  # type: ignore[attr-defined]
-                self._engine.dispose()  # connections the task opened close cleanly
+            if self.is_horse:  # type: ignore[attr-defined]
+                self._dispose()  # connections the task opened close cleanly
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
-        # The horse starts with an empty pool; the parent's connections stay the parent's.
-        if self._engine is not None:
-            self._engine.dispose(close=False)
+        # The horse starts with empty pools; the parent's connections stay the parent's.
+        self._dispose(close=False)
         super().main_work_horse(job, queue)  # type: ignore[misc]
 
     # ------------------------------------------------------------ outcome
@@ -200,6 +219,9 @@ class LedgerHooks:
         return row
 
     def _record_outcome(self, job: Job, row: ledger.Job) -> None:
+        if self._returned is not None and self._returned[0] == self._execution_id:
+            self._record_success(row, self._returned[1])
+            return
         try:
             result = job.latest_result()
         except RedisError as exc:
@@ -211,22 +233,24 @@ class LedgerHooks:
             )
             return
         if result.type == Result.Type.SUCCESSFUL:
-            try:
-                written = self.write(ledger.finish, row.id, row.attempt, result.return_value)
-            except DBAPIError as exc:  # e.g. a string with NUL, which JSONB refuses
-                reason = f"the result could not be stored in the ledger: {exc.orig}"
-                written = self.write(
-                    ledger.fail,
-                    row.id,
-                    row.attempt,
-                    _error("result_invalid", reason, permanent=True),
-                )
+            self._record_success(row, result.return_value)
         else:
-            written = self._record_failure(row, self._describe_failure(job, result))
+            self._noted(row, self._record_failure(row, self._describe_failure(job, result)))
+
+    def _record_success(self, row: ledger.Job, value: Any) -> None:
+        try:
+            written = self.write(ledger.finish, row.id, row.attempt, value)
+        except DBAPIError as exc:  # e.g. a string with NUL, which JSONB refuses
+            reason = f"the result could not be stored in the ledger: {exc.orig}"
+            error = _error("result_invalid", reason, permanent=True)
+            written = self.write(ledger.fail, row.id, row.attempt, error)
+        self._noted(row, written)
+
+    def _noted(self, row: ledger.Job, written: ledger.Job | None) -> None:
         if written is None:
             log.info(
                 "job %s attempt %d: outcome not recorded (the row moved on, or the ledger is away)",
-                job.id,
+                row.id,
                 row.attempt,
             )
 

@@ -1,12 +1,8 @@
 """Database engines: the API's pooled async engine (made in the lifespan), the worker's
 sync one, and database creation."""
 
-from collections.abc import AsyncIterator
-from typing import Annotated
-
-from fastapi import Depends, Request
 from sqlalchemy import Engine, create_engine, make_url, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.settings import Settings
 
@@ -23,25 +19,20 @@ def create_api_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def create_worker_engine(settings: Settings) -> Engine:
-    """A small psycopg 3 pool for a worker process (RQ is synchronous)."""
+def create_worker_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
+    """A small psycopg 3 pool for a synchronous process (workers, the reconciler, the CLI).
+
+    `autocommit`: for single-statement writes whose caller retries transient errors, so
+    each write is one round trip (no BEGIN, no COMMIT, no pre-ping).
+    """
     return create_engine(
         settings.sync_database_url,
-        pool_size=2,
+        pool_size=1 if autocommit else 2,
         max_overflow=2,
-        pool_pre_ping=True,
+        pool_pre_ping=not autocommit,
+        isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
         connect_args={"connect_timeout": int(settings.db_connect_timeout_s)},
     )
-
-
-async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection for one request; what the route did not commit is rolled back."""
-    engine: AsyncEngine = request.app.state.engine
-    async with engine.connect() as conn:
-        yield conn
-
-
-ConnDep = Annotated[AsyncConnection, Depends(get_connection)]
 
 
 def create_database(settings: Settings) -> bool:

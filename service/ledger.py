@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import (
     BindParameter,
     Connection,
@@ -30,7 +31,6 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
-    or_,
     select,
     text,
     tuple_,
@@ -316,29 +316,83 @@ async def ping(conn: AsyncConnection) -> None:
 
 
 # ---------------------------------------------------------------- worker side (sync)
+# A worker's claim and outcome writes run once per job: plain SQL in one statement each,
+# sent straight to psycopg (which prepares them after a few runs), so nothing is built or
+# compiled per job. The worker runs them in autocommit: one round trip per write.
 
-_claimable = or_(
-    jobs.c.status == Status.QUEUED,
-    and_(jobs.c.status == Status.SCHEDULED, jobs.c.run_at <= func.now()),
+
+def _with_event_sql(change: str) -> str:
+    """`_with_event` in plain SQL: the UPDATE `change`, its returned row and its event."""
+    return (
+        f"WITH changed AS ({change} RETURNING *),"  # noqa: S608 - constant SQL, values bound
+        " event AS (INSERT INTO job_events (job_id, status, attempt, worker, detail)"
+        " SELECT id, status, attempt, worker, %(detail)s FROM changed)"
+        " SELECT * FROM changed"
+    )
+
+
+_CLAIM = _with_event_sql(
+    "UPDATE jobs SET status = 'started', attempt = attempt + 1, worker = %(worker)s,"
+    " started_at = now(), updated_at = now(),"
+    " lease_expires_at = now() + (timeout_s + %(margin)s) * interval '1 second'"
+    " WHERE id = %(id)s"
+    " AND (status = 'queued' OR (status = 'scheduled' AND run_at <= now()))"
 )
+# Outcomes: only the attempt that is running may write one (DESIGN invariant 3).
+_FINISH = _with_event_sql(
+    "UPDATE jobs SET status = 'finished', result = %(result)s, error = NULL,"
+    " finished_at = now(), lease_expires_at = NULL, updated_at = now()"
+    " WHERE id = %(id)s AND status = 'started' AND attempt = %(attempt)s"
+)
+_FAIL = _with_event_sql(
+    "UPDATE jobs SET status = 'failed', error = %(error)s,"
+    " finished_at = now(), lease_expires_at = NULL, updated_at = now()"
+    " WHERE id = %(id)s AND status = 'started' AND attempt = %(attempt)s"
+)
+_RETRY_LATER = _with_event_sql(
+    "UPDATE jobs SET status = 'scheduled', error = %(error)s,"
+    " run_at = now() + %(delay_s)s * interval '1 second', lease_expires_at = NULL,"
+    " updated_at = now()"
+    " WHERE id = %(id)s AND status = 'started' AND attempt = %(attempt)s"
+    " AND attempt < max_attempts"
+)
+_WORKER = Jsonb({"by": "worker"})
+
+
+def _one(conn: Connection, sql: str, params: dict[str, Any]) -> Job | None:
+    return conn.exec_driver_sql(sql, params).one_or_none()
 
 
 def claim(conn: Connection, job_id: UUID, worker: str, lease_margin_s: int) -> Job | None:
     """Start the job if it may start (DESIGN invariant 2); None means skip it."""
-    lease = (jobs.c.timeout_s + lease_margin_s) * _SECOND
-    stmt = (
-        update(jobs)
-        .where(jobs.c.id == job_id, _claimable)
-        .values(
-            status=Status.STARTED,
-            attempt=jobs.c.attempt + 1,
-            worker=worker,
-            started_at=func.now(),
-            lease_expires_at=func.now() + lease,
-            updated_at=func.now(),
-        )
-    )
-    return conn.execute(_with_event(stmt, {"by": "worker"})).one_or_none()
+    params = {"id": job_id, "worker": worker, "margin": lease_margin_s, "detail": _WORKER}
+    return _one(conn, _CLAIM, params)
+
+
+def finish(conn: Connection, job_id: UUID, attempt: int, result: Any) -> Job | None:
+    params = {"id": job_id, "attempt": attempt, "result": Jsonb(result), "detail": _WORKER}
+    return _one(conn, _FINISH, params)
+
+
+def fail(conn: Connection, job_id: UUID, attempt: int, error: dict[str, Any]) -> Job | None:
+    detail = Jsonb(_error_detail("worker", error))
+    params = {"id": job_id, "attempt": attempt, "error": Jsonb(error), "detail": detail}
+    return _one(conn, _FAIL, params)
+
+
+def retry_later(
+    conn: Connection, job_id: UUID, attempt: int, error: dict[str, Any], delay_s: float
+) -> Job | None:
+    """A failed attempt with attempts left: wait as `scheduled`, keeping its error.
+    None when no attempt is left (the caller fails the job instead)."""
+    params = {
+        "id": job_id,
+        "attempt": attempt,
+        "error": Jsonb(error),
+        "delay_s": delay_s,
+        "detail": Jsonb(_error_detail("worker", error)),
+    }
+    return _one(conn, _RETRY_LATER, params)
 
 
 def _fenced(job_id: UUID, attempt: int) -> Update:
@@ -348,29 +402,6 @@ def _fenced(job_id: UUID, attempt: int) -> Update:
         jobs.c.status == Status.STARTED,
         jobs.c.attempt == attempt,
     )
-
-
-def finish(conn: Connection, job_id: UUID, attempt: int, result: Any) -> Job | None:
-    stmt = _fenced(job_id, attempt).values(
-        status=Status.FINISHED,
-        result=result,
-        error=None,
-        finished_at=func.now(),
-        lease_expires_at=None,
-        updated_at=func.now(),
-    )
-    return conn.execute(_with_event(stmt, {"by": "worker"})).one_or_none()
-
-
-def fail(conn: Connection, job_id: UUID, attempt: int, error: dict[str, Any]) -> Job | None:
-    stmt = _fenced(job_id, attempt).values(
-        status=Status.FAILED,
-        error=error,
-        finished_at=func.now(),
-        lease_expires_at=None,
-        updated_at=func.now(),
-    )
-    return conn.execute(_with_event(stmt, _error_detail("worker", error))).one_or_none()
 
 
 def progress(
@@ -383,25 +414,6 @@ def progress(
         .returning(jobs.c.id)
     )
     return conn.execute(stmt).one_or_none()
-
-
-def retry_later(
-    conn: Connection, job_id: UUID, attempt: int, error: dict[str, Any], delay_s: float
-) -> Job | None:
-    """A failed attempt with attempts left: wait as `scheduled`, keeping its error.
-    None when no attempt is left (the caller fails the job instead)."""
-    stmt = (
-        _fenced(job_id, attempt)
-        .where(jobs.c.attempt < jobs.c.max_attempts)
-        .values(
-            status=Status.SCHEDULED,
-            error=error,
-            run_at=func.now() + delay_s * _SECOND,
-            lease_expires_at=None,
-            updated_at=func.now(),
-        )
-    )
-    return conn.execute(_with_event(stmt, _error_detail("worker", error))).one_or_none()
 
 
 def _error_detail(by: str, error: dict[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from jobs import context
 from service import errors, ledger
-from service.api.deps import ClientDep, SettingsDep
-from service.db import ConnDep
+from service.api.deps import ClientDep, ConnDep, SettingsDep
 from service.schemas import UploadOut, problems
 from service.settings import Settings
 from service.tables import Status

@@ -1,14 +1,15 @@
 """Request dependencies shared by the routes: settings, Redis, and the calling client."""
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis import Redis
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.concurrency import run_in_threadpool
 
 from service import errors, keys, ratelimit
-from service.db import ConnDep
 from service.keys import Client
 from service.settings import Settings
 
@@ -20,6 +21,16 @@ async def app_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
+
+
+async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection for one request; what the route did not commit is rolled back."""
+    engine: AsyncEngine = request.app.state.engine
+    async with engine.connect() as conn:
+        yield conn
+
+
+ConnDep = Annotated[AsyncConnection, Depends(get_connection)]
 
 DEV_CLIENT = Client("dev", admin=True)
 

@@ -14,8 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from jobs import registry
 from service import broker, errors, ledger, ratelimit
-from service.api.deps import ClientDep, RedisDep, SettingsDep, SubmitterDep
-from service.db import ConnDep
+from service.api.deps import ClientDep, ConnDep, RedisDep, SettingsDep, SubmitterDep
 from service.ledger import Job
 from service.schemas import (
     BatchIn,
