@@ -84,6 +84,7 @@ class NewJob:
     run_at: datetime | None = None  # in the future: the job waits as `scheduled`
     idempotency_key: str | None = None
     request_hash: str | None = None
+    callback_url: str | None = None
 
 
 def _insert(batch: list[NewJob], by: str | None) -> Select[Any]:
@@ -307,7 +308,17 @@ async def retry(conn: AsyncConnection, job_id: UUID, owner: str | None) -> Job:
 
 async def events(conn: AsyncConnection, job_id: UUID, owner: str | None) -> list[Row[Any]]:
     await get(conn, job_id, owner)
-    stmt = select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
+    return await events_after(conn, job_id, 0)
+
+
+async def events_after(conn: AsyncConnection, job_id: UUID, after_id: int) -> list[Row[Any]]:
+    """The job's events newer than event `after_id`, oldest first (the caller checked the
+    job is visible)."""
+    stmt = (
+        select(job_events)
+        .where(job_events.c.job_id == job_id, job_events.c.id > after_id)
+        .order_by(job_events.c.id)
+    )
     return list((await conn.execute(stmt)).all())
 
 

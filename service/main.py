@@ -10,8 +10,9 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 
 from jobs import registry
 from service import broker, db, logs
-from service.api import artifacts, handlers, health, jobs, middleware, openapi, tasks
+from service.api import artifacts, handlers, health, jobs, middleware, openapi, stream, tasks
 from service.settings import Settings, get_settings
+from service.watch import Watcher
 
 log = logging.getLogger("service")
 
@@ -21,10 +22,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     app.state.engine = db.create_api_engine(settings)
     app.state.redis = broker.connect(settings)
+    app.state.watcher = Watcher(settings)
+    await app.state.watcher.start()
     log.info("api ready: tasks %s", ", ".join(t.name for t in registry.all_tasks()))
     try:
         yield
     finally:
+        await app.state.watcher.stop()
         await app.state.engine.dispose()
         app.state.redis.close()
 
@@ -47,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     handlers.install(app)
     app.include_router(artifacts.router)  # before jobs: /jobs/uploads is not a job id
     app.include_router(jobs.router)
+    app.include_router(stream.router)
     app.include_router(tasks.router)
     app.include_router(health.router)
     app.openapi = lambda: openapi.document(app, settings)  # type: ignore[method-assign]

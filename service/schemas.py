@@ -5,6 +5,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import (
+    AnyHttpUrl,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -49,6 +50,17 @@ class JobIn(BaseModel):
     meta: dict[str, JsonValue] = Field(
         default_factory=dict, description="client labels, stored and returned unchanged"
     )
+    callback_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="POSTed the final job, signed (X-Jobs-Signature), when the job ends",
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _short_url(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        if value is not None and len(str(value)) > 2000:
+            raise ValueError("callback_url is longer than 2000 characters")
+        return value
 
     @model_validator(mode="after")
     def _one_start_time(self) -> "JobIn":
@@ -118,6 +130,7 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
     run_at: datetime | None
+    callback_url: str | None = None
 
 
 class CanceledOut(JobOut):
@@ -138,6 +151,7 @@ class JobPage(BaseModel):
 class EventOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    id: int = Field(description="increasing per job; an SSE stream's event id")
     at: datetime
     status: Status
     attempt: int

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     smtp_from: str = "jobsvc@localhost"
     smtp_timeout_s: float = Field(default=10, gt=0)
 
+    # completion callbacks: the HMAC-SHA256 key their signatures are made with
+    callback_secret: SecretStr | None = Field(
+        default=None, description="required before a job may carry callback_url"
+    )
+    callback_attempts: int = Field(default=8, ge=1, le=50)
+    callback_backoff_s: float = Field(default=5.0, ge=0)
+
     # call_webhook (and completion callbacks)
     webhook_allow_private: bool = Field(
         default=False, description="let webhooks reach private, loopback and link-local addresses"

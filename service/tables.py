@@ -78,6 +78,9 @@ jobs = Table(
     _ts("started_at"),
     _ts("finished_at"),
     _ts("updated_at", nullable=False, server_default=func.now()),
+    # completion callback: where to POST the final job, and the finish it was sent for
+    Column("callback_url", Text),
+    _ts("callback_for"),
     CheckConstraint(f"status IN ({_statuses})", name="status"),
     CheckConstraint("attempt >= 0", name="attempt"),
     CheckConstraint("max_attempts >= 1", name="max_attempts"),
@@ -110,6 +113,15 @@ Index(
     "ix_jobs_finished",
     jobs.c.finished_at,
     postgresql_where=text("status IN ('finished', 'failed', 'canceled')"),
+)
+# Final jobs whose completion callback is still to be sent.
+Index(
+    "ix_jobs_callback_due",
+    jobs.c.finished_at,
+    postgresql_where=text(
+        "callback_url IS NOT NULL AND status IN ('finished', 'failed', 'canceled')"
+        " AND callback_for IS DISTINCT FROM finished_at"
+    ),
 )
 # One job per client and idempotency key; the index, not a check-then-insert, decides.
 Index(

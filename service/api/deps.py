@@ -49,12 +49,26 @@ async def get_redis(request: Request) -> Redis:
 RedisDep = Annotated[Redis, Depends(get_redis)]
 
 
+CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+def brief_connection(request: Request) -> AsyncConnection:
+    """A pooled connection for a few statements, not for the whole request: routes that
+    wait (long-polls, streams) hold none while they wait. Use as `async with`."""
+    engine: AsyncEngine = request.app.state.engine
+    return engine.connect()
+
+
 async def current_client(
-    conn: ConnDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    conn: ConnDep, settings: SettingsDep, credentials: CredentialsDep
 ) -> Client:
     """The client an `Authorization: Bearer <key>` header names; 401 without a live key."""
+    return await authenticate(conn, settings, credentials)
+
+
+async def authenticate(
+    conn: AsyncConnection, settings: Settings, credentials: HTTPAuthorizationCredentials | None
+) -> Client:
     if settings.dev_mode:
         return DEV_CLIENT
     if credentials is None:
@@ -66,6 +80,18 @@ async def current_client(
 
 
 ClientDep = Annotated[Client, Depends(current_client)]
+
+
+async def brief_client(
+    request: Request, settings: SettingsDep, credentials: CredentialsDep
+) -> Client:
+    """`current_client` for routes that wait: the key is checked on a connection given back
+    at once."""
+    async with brief_connection(request) as conn:
+        return await authenticate(conn, settings, credentials)
+
+
+BriefClientDep = Annotated[Client, Depends(brief_client)]
 
 
 async def submit_allowed(client: ClientDep, redis: RedisDep, settings: SettingsDep) -> Client:

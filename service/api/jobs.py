@@ -1,12 +1,14 @@
 """`/jobs`: submit, read, list, cancel and retry jobs."""
 
+import asyncio
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import JsonValue
 from redis import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -14,7 +16,15 @@ from starlette.concurrency import run_in_threadpool
 
 from jobs import registry
 from service import broker, errors, ledger, ratelimit
-from service.api.deps import ClientDep, ConnDep, RedisDep, SettingsDep, SubmitterDep
+from service.api.deps import (
+    BriefClientDep,
+    ClientDep,
+    ConnDep,
+    RedisDep,
+    SettingsDep,
+    SubmitterDep,
+    brief_connection,
+)
 from service.ledger import Job
 from service.schemas import (
     BatchIn,
@@ -27,7 +37,8 @@ from service.schemas import (
     problems,
 )
 from service.settings import Settings
-from service.tables import Status
+from service.tables import TERMINAL, Status
+from service.watch import Watcher
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -190,6 +201,12 @@ def _new_job(body: JobIn, settings: Settings, client: str, key: str | None) -> l
         _within("run_at (seconds from now)", (run_at - now).total_seconds(), settings.max_delay_s)
         if run_at <= now:
             run_at = None  # already due: queue it now
+    callback_url = None if body.callback_url is None else str(body.callback_url)
+    if callback_url is not None and settings.callback_secret is None:
+        raise errors.OptionInvalid(
+            "callback_url cannot be used here: the server has no JOBS_CALLBACK_SECRET to sign "
+            "callbacks with"
+        )
     request = body.model_dump(mode="json", exclude={"idempotency_key"})
     fingerprint = json.dumps(request, sort_keys=True, separators=(",", ":"))
     return ledger.NewJob(
@@ -205,6 +222,7 @@ def _new_job(body: JobIn, settings: Settings, client: str, key: str | None) -> l
         run_at=run_at,
         idempotency_key=key,
         request_hash=hashlib.sha256(fingerprint.encode()).hexdigest() if key else None,
+        callback_url=callback_url,
     )
 
 
@@ -271,9 +289,69 @@ async def list_jobs(
     return JobPage(items=[JobOut.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/{job_id}", response_model=JobOut, responses=_errors)
-async def get_job(job_id: UUID, conn: ConnDep, client: ClientDep) -> JobOut:
-    return JobOut.model_validate(dict(await ledger.get(conn, job_id, client.owner_filter)))
+@router.get(
+    "/{job_id}",
+    response_model=JobOut,
+    responses={**_errors, 304: {"description": "unchanged since the ETag in If-None-Match"}},
+)
+async def get_job(
+    job_id: UUID,
+    request: Request,
+    response: Response,
+    client: BriefClientDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=60,
+            description="hold the request up to this many seconds until the job is final",
+        ),
+    ] = 0,
+    if_none_match: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    """The job. With `wait`, answers as soon as the job is final, or after `wait` seconds
+    with its current state. `ETag` names this state of the job: send it back in
+    `If-None-Match` and an unchanged job costs a 304 with no body."""
+    owner = client.owner_filter
+    async with brief_connection(request) as conn:
+        job = await ledger.get(conn, job_id, owner)
+    if wait and job["status"] not in TERMINAL:
+        job = await _wait_final(request, job_id, owner, job, wait)
+    tag = etag(job)
+    if if_none_match is not None and tag in (t.strip() for t in if_none_match.split(",")):
+        return Response(status_code=304, headers={"ETag": tag})
+    response.headers["ETag"] = tag
+    return JobOut.model_validate(dict(job))
+
+
+def etag(job: Mapping[str, Any]) -> str:
+    """Every change of a job moves its updated_at, so (id, updated_at) names its state."""
+    return f'"{job["id"].hex[:12]}-{job["updated_at"].timestamp():.6f}"'
+
+
+async def _wait_final(
+    request: Request, job_id: UUID, owner: str | None, job: Mapping[str, Any], wait: float
+) -> Mapping[str, Any]:
+    """The job once it is final, or as it is after `wait` seconds. Holds no connection while
+    it waits: the process's one listener wakes it when the job changes."""
+    watcher: Watcher = request.app.state.watcher
+    deadline = asyncio.get_running_loop().time() + wait
+    with watcher.watching(job_id) as changed:
+        # read again now that changes wake us: one may have landed since the first read
+        async with brief_connection(request) as conn:
+            job = await ledger.get(conn, job_id, owner)
+        while job["status"] not in TERMINAL:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                break
+            changed.clear()
+            async with brief_connection(request) as conn:
+                job = await ledger.get(conn, job_id, owner)
+    return job
 
 
 _NOTICES = {

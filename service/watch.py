@@ -1,0 +1,105 @@
+"""Live job changes for long-polls and streams: one PostgreSQL LISTEN connection per API
+process, fanned out to every request waiting on a job.
+
+Migration 0005's trigger sends `NOTIFY jobs, '<job id>'` in the transaction of each change of
+a job's status or progress. Waiters register before they read the job, so no change between
+the read and the wait is missed, and they hold no pooled connection while they wait. While
+the listening connection is down (PostgreSQL restarting), it reconnects with backoff and
+then wakes every waiter, which reads its job again.
+"""
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from uuid import UUID
+
+import asyncpg
+from sqlalchemy import make_url
+
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "jobs"
+
+
+class Watcher:
+    def __init__(self, settings: Settings) -> None:
+        url = make_url(str(settings.database_url)).set(drivername="postgresql")
+        self._dsn = url.render_as_string(hide_password=False)
+        self._timeout = settings.db_connect_timeout_s
+        self._waiters: dict[UUID, set[asyncio.Event]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="jobs-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+    @contextmanager
+    def watching(self, job_id: UUID) -> Iterator[asyncio.Event]:
+        """An event set whenever the job changes (and after a reconnect); clear it after
+        each read."""
+        event = asyncio.Event()
+        self._waiters[job_id].add(event)
+        try:
+            yield event
+        finally:
+            waiters = self._waiters.get(job_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[job_id]
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(events) for events in self._waiters.values())
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            job_id = UUID(payload)
+        except ValueError:
+            return
+        for event in self._waiters.get(job_id, ()):
+            event.set()
+
+    def _wake_all(self) -> None:
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+    async def _listen(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self._listen_once()
+                log.warning("job notifications: the listening connection was lost")
+                delay = 0.2
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                log.warning("job notifications unavailable (%s); retrying in %.1fs", exc, delay)
+            self._wake_all()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _listen_once(self) -> None:
+        """Listen on one connection until PostgreSQL closes it."""
+        conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
+        try:
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(CHANNEL, self._notified)
+            self.listening.set()
+            self._wake_all()  # changes while no one listened: read again
+            await lost.wait()
+        finally:
+            self.listening.clear()
+            if not conn.is_closed():
+                with suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 2)
