@@ -37,13 +37,19 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from jobs import context, registry
-from service import db, errors, ledger
+from service import db, errors, ledger, logs, metrics
 from service.settings import Settings, get_settings
+from service.tables import Status
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_OUTCOMES = {
+    Status.FINISHED: metrics.FINISHED,
+    Status.FAILED: metrics.FAILED,
+    Status.SCHEDULED: metrics.RETRIED,
+}
 MESSAGE_LIMIT = 2_000
 TRACEBACK_LIMIT = 20_000
 
@@ -129,9 +135,18 @@ class LedgerHooks:
             engine=lambda: self.engine,
             write=self.write,
         )
-        with context.entered(ctx):
-            super().execute_job(job, queue)  # type: ignore[misc]
-        self._record_outcome(job, claimed)
+        fields = {"job_id": str(claimed.id), "task": claimed.task, "attempt": claimed.attempt}
+        with logs.job_fields(**fields, worker=self.name):  # type: ignore[attr-defined]
+            metrics.STARTED.labels(claimed.task).inc()
+            since = claimed.enqueued_at or claimed.created_at
+            metrics.QUEUE_WAIT_SECONDS.labels(claimed.task).observe(
+                max(0.0, (claimed.started_at - since).total_seconds())
+            )
+            started = time.perf_counter()
+            with context.entered(ctx):
+                super().execute_job(job, queue)  # type: ignore[misc]
+            metrics.RUN_SECONDS.labels(claimed.task).observe(time.perf_counter() - started)
+            self._record_outcome(job, claimed)
 
     def prepare_execution(self, job: Job) -> Execution:
         execution: Execution = super().prepare_execution(job)  # type: ignore[misc]
@@ -247,7 +262,10 @@ class LedgerHooks:
         self._noted(row, written)
 
     def _noted(self, row: ledger.Job, written: ledger.Job | None) -> None:
-        if written is None:
+        if written is not None:
+            _OUTCOMES[written.status].labels(row.task).inc()
+            log.info("job %s %s", row.id, written.status)
+        else:
             log.info(
                 "job %s attempt %d: outcome not recorded (the row moved on, or the ledger is away)",
                 row.id,

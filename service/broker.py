@@ -38,6 +38,14 @@ def connect(settings: Settings) -> Redis:
     )
 
 
+def queue_depths(connection: Redis, names: Sequence[str]) -> dict[str, int]:
+    """How many jobs wait in each RQ queue."""
+    with connection.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.llen(Queue.redis_queue_namespace_prefix + name)
+        return dict(zip(names, pipe.execute(), strict=True))
+
+
 def queue(name: str, connection: Redis) -> Queue:
     return Queue(name, connection=connection, serializer=SERIALIZER)
 

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _setup_logging(settings: Settings) -> None:
-    logs.setup(settings.log_level)
+    logs.setup(settings.log_level, settings.log_format)
 
 
 def _fail(message: str) -> None:
@@ -74,6 +75,7 @@ def api(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's lines go through the service's format (JSON lines)
         access_log=False,
     )
 
@@ -239,7 +241,7 @@ def run(port: int, dashboard_port: int) -> None:
     settings = get_settings()
     _setup_logging(settings)
     local = localservers.ensure(settings)
-    env = {**os.environ, **local.env}
+    env = {**os.environ, **local.env, **_shared_metrics_dir()}
     children: list[subprocess.Popen[bytes]] = []
     try:
         for step in (["jobsvc", "db", "create"], ["alembic", "upgrade", "head"]):
@@ -262,6 +264,17 @@ def run(port: int, dashboard_port: int) -> None:
     finally:
         _stop(children)
         local.stop()
+
+
+def _shared_metrics_dir() -> dict[str, str]:
+    """A fresh directory where API, worker and reconciler keep their metrics, so /metrics
+    adds them up (PROMETHEUS_MULTIPROC_DIR, unless one is set already)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return {}
+    directory = PROJECT_ROOT / ".data" / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    return {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
 
 
 def _bin(command: list[str]) -> list[str]:

@@ -322,6 +322,13 @@ async def events_after(conn: AsyncConnection, job_id: UUID, after_id: int) -> li
     return list((await conn.execute(stmt)).all())
 
 
+async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
+    stmt = select(jobs.c.status, func.count()).group_by(jobs.c.status)
+    counts = {str(status): 0 for status in Status}
+    counts.update({status: n for status, n in (await conn.execute(stmt)).all()})
+    return counts
+
+
 async def ping(conn: AsyncConnection) -> None:
     await conn.execute(text("SELECT 1"))
 

@@ -1,8 +1,15 @@
-"""Logging set-up that keeps secrets out of every line, whoever logs it."""
+"""Logging: one JSON line per event (human-readable lines on a terminal), job fields on
+every line logged while a job runs, and secrets kept out of every line, whoever logs it."""
 
+import json
 import logging
 import re
+import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 _SECRETS = [
@@ -33,11 +40,70 @@ def _redacting_factory(base: Any) -> Any:
     return factory
 
 
-def setup(level: str) -> None:
-    """One format for the process, and redaction of keys, tokens and passwords in URLs."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+FIELDS = ("job_id", "task", "attempt", "worker")
+_job: ContextVar[dict[str, Any] | None] = ContextVar("job_log_fields", default=None)
+
+
+@contextmanager
+def job_fields(**fields: Any) -> Iterator[None]:
+    """Add these fields (`job_id`, `task`, `attempt`, `worker`) to every line logged inside."""
+    token = _job.set({**(_job.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _job.reset(token)
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The job fields of a record: from the running job, or passed with `extra=`."""
+    found = dict(_job.get() or {})
+    for name in FIELDS:
+        value = getattr(record, name, None)
+        if value is not None:
+            found[name] = value
+    return found
+
+
+class JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **_fields(record),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(self.formatException(record.exc_info))
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class Readable(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = _fields(record)
+        return text + (
+            "  [" + " ".join(f"{k}={v}" for k, v in fields.items()) + "]" if fields else ""
+        )
+
+
+def setup(level: str, fmt: str = "auto") -> None:
+    """The process's log lines: `json`, `text`, or `auto` (text on a terminal, JSON
+    otherwise), at `level`; keys, tokens and passwords in URLs are redacted."""
+    as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLines() if as_json else Readable())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "jobsvc", False)]:
+        root.removeHandler(old)
+    handler.jobsvc = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
     current = logging.getLogRecordFactory()
     if not getattr(current, "redacting", False):
         logging.setLogRecordFactory(_redacting_factory(current))

@@ -10,7 +10,17 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 
 from jobs import registry
 from service import broker, db, logs
-from service.api import artifacts, handlers, health, jobs, middleware, openapi, stream, tasks
+from service.api import (
+    artifacts,
+    handlers,
+    health,
+    jobs,
+    metrics,
+    middleware,
+    openapi,
+    stream,
+    tasks,
+)
 from service.settings import Settings, get_settings
 from service.watch import Watcher
 
@@ -35,7 +45,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logs.setup(settings.log_level)
+    logs.setup(settings.log_level, settings.log_format)
     registry.load(settings.task_modules)
     docs = settings.public_docs
     app = FastAPI(
@@ -54,13 +64,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stream.router)
     app.include_router(tasks.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.openapi = lambda: openapi.document(app, settings)  # type: ignore[method-assign]
     _install_middleware(app, settings)
     return app
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Outermost first: size limits, trusted hosts, CORS, security headers."""
+    """Outermost first: request metrics, size limits, trusted hosts, CORS, security
+    headers."""
     app.add_middleware(middleware.SecurityHeaders)
     if settings.cors_origins:
         app.add_middleware(
@@ -77,6 +89,7 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
         max_header_bytes=settings.max_header_bytes,
         larger={artifacts.UPLOADS: settings.max_upload_bytes},
     )
+    app.add_middleware(metrics.HttpMetrics)
 
 
 app = create_app()

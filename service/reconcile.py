@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from jobs import registry
-from service import broker, db, errors, keys, ledger
+from service import broker, db, errors, keys, ledger, metrics
 from service.settings import Settings
 from service.tables import Status
 
@@ -66,6 +66,7 @@ class Reconciler:
 
     def run_pass(self) -> Repairs:
         repairs = Repairs()
+        metrics.RECONCILE_PASSES.inc()
         for name, step in (
             ("rescue expired leases", self._rescue_expired),
             ("release due jobs", self._release_due),
@@ -78,6 +79,9 @@ class Reconciler:
             except (DBAPIError, RedisError) as exc:
                 log.warning("reconcile: %s failed (%s); next pass retries", name, exc)
                 repairs.failed_steps.append(name)
+        for repair in ("requeued_lost", "failed_lost", "released", "redelivered"):
+            if n := getattr(repairs, repair):
+                metrics.REPAIRS.labels(repair).inc(n)
         return repairs
 
     def run(self, interval_s: float, stop: threading.Event) -> None:
@@ -92,6 +96,8 @@ class Reconciler:
         rows = ledger.rescue_expired(conn, self.settings.reconcile_batch)
         again = [row for row in rows if row.status == Status.QUEUED]
         self._enqueue(again)
+        for row in rows:
+            metrics.RESCUED.labels(row.task).inc()
         repairs.requeued_lost += len(again)
         repairs.failed_lost += len(rows) - len(again)
 

@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, PostgresDsn, RedisDsn, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     local_redis_port: int = 63799
 
     log_level: str = "INFO"
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto: readable lines on a terminal, JSON lines otherwise"
+    )
+    public_metrics: bool = Field(
+        default=True, description="false: /metrics takes an API key, like the other routes"
+    )
 
     @field_validator("task_modules", "cors_origins", "trusted_hosts", mode="before")
     @classmethod

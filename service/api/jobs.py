@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
 from jobs import registry
-from service import broker, errors, ledger, ratelimit
+from service import broker, errors, ledger, metrics, ratelimit
 from service.api.deps import (
     BriefClientDep,
     ClientDep,
@@ -92,6 +93,7 @@ async def submit(
         response.headers["Location"] = f"/jobs/{first.id}"
         return JobOut.model_validate(first)
     await conn.commit()  # recorded before anything reaches Redis (DESIGN invariant 1)
+    metrics.SUBMITTED.labels(row.task).inc()
     if row.status == Status.QUEUED:
         row = await _deliver(conn, redis, settings, row)
     response.headers["Location"] = f"/jobs/{row.id}"
@@ -128,6 +130,8 @@ async def submit_batch(
     inserted = {row.id: row for row in await ledger.insert_jobs(conn, new)}
     firsts = await _firsts(conn, client.name, [job for job in new if job.id not in inserted])
     await conn.commit()
+    for task_name, n in Counter(row.task for row in inserted.values()).items():
+        metrics.SUBMITTED.labels(task_name).inc(n)
     queued = [row for row in inserted.values() if row.status == Status.QUEUED]
     if queued:
         sent = await run_in_threadpool(

@@ -1,0 +1,89 @@
+"""`/metrics`: Prometheus text, and the middleware that counts HTTP requests."""
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobs import registry
+from service import broker, ledger, metrics
+from service.api.deps import SettingsDep, bearer_scheme, brief_connection, current_client
+from service.schemas import problems
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["health"])
+
+_READ_TIMEOUT_S = 3.0
+
+
+async def metrics_access(request: Request, settings: SettingsDep) -> None:
+    """/metrics is open unless JOBS_PUBLIC_METRICS is false; then it takes an API key."""
+    if settings.public_metrics:
+        return
+    async with brief_connection(request) as conn:
+        await current_client(conn, settings, await bearer_scheme(request))
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(metrics_access)],
+    responses={
+        200: {"description": "Prometheus text format", "content": {"text/plain": {}}},
+        **problems({401: "an API key is required here (JOBS_PUBLIC_METRICS=false)"}),
+    },
+)
+async def scrape(request: Request) -> Response:
+    """Counters and histograms of the API, workers and reconciler; queue depth and ledger
+    rows by status as of now (left out while Redis or PostgreSQL does not answer)."""
+    current: dict[str, Any] = {}
+    try:
+        current["queue_depth"] = await asyncio.wait_for(
+            run_in_threadpool(broker.queue_depths, request.app.state.redis, registry.queues()),
+            _READ_TIMEOUT_S,
+        )
+    except Exception as exc:  # a scrape reports what it can
+        log.warning("metrics: queue depth unavailable (%s)", type(exc).__name__)
+    try:
+        async with brief_connection(request) as conn:
+            current["ledger_rows"] = await asyncio.wait_for(
+                ledger.count_by_status(conn), _READ_TIMEOUT_S
+            )
+    except Exception as exc:  # as above
+        log.warning("metrics: ledger counts unavailable (%s)", type(exc).__name__)
+    body = await run_in_threadpool(metrics.exposition, current)
+    return Response(body, media_type=metrics.CONTENT_TYPE)
+
+
+class HttpMetrics:
+    """Counts each request by method, route template and status, and times it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            method = scope["method"]
+            metrics.HTTP_REQUESTS.labels(method, template, str(status)).inc()
+            metrics.HTTP_SECONDS.labels(method, template).observe(time.perf_counter() - started)

@@ -1,0 +1,92 @@
+"""Prometheus metrics, served by the API at `/metrics`.
+
+Counters and histograms are kept by the process that sees the event: the API (HTTP requests,
+submits), workers (started, finished, failed, retried; run time and queue wait) and the
+reconciler (passes, repairs, rescued jobs). With `PROMETHEUS_MULTIPROC_DIR` set to a
+directory all of them share (`jobsvc run` sets one up), `/metrics` adds them up across
+processes; without it, `/metrics` shows the API process's own. Queue depth and ledger rows by
+status are read when scraped.
+"""
+
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import REGISTRY, Collector
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_TIMES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+SUBMITTED = Counter("jobsvc_jobs_submitted_total", "Jobs recorded by the API", ["task"])
+STARTED = Counter("jobsvc_jobs_started_total", "Attempts claimed by a worker", ["task"])
+FINISHED = Counter("jobsvc_jobs_finished_total", "Jobs that finished", ["task"])
+FAILED = Counter("jobsvc_jobs_failed_total", "Jobs that failed for good", ["task"])
+RETRIED = Counter("jobsvc_jobs_retried_total", "Failed attempts scheduled again", ["task"])
+RESCUED = Counter(
+    "jobsvc_jobs_rescued_total", "Jobs whose worker was lost (lease expired)", ["task"]
+)
+RUN_SECONDS = Histogram(
+    "jobsvc_job_run_seconds", "Time an attempt ran, by task", ["task"], buckets=_TIMES
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "jobsvc_job_queue_wait_seconds",
+    "Time from enqueued (or due) to claimed, by task",
+    ["task"],
+    buckets=_TIMES,
+)
+RECONCILE_PASSES = Counter("jobsvc_reconcile_passes_total", "Reconciler passes")
+REPAIRS = Counter("jobsvc_reconcile_repairs_total", "What the reconciler repaired", ["repair"])
+HTTP_REQUESTS = Counter(
+    "jobsvc_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "jobsvc_http_request_seconds",
+    "HTTP request time, to the end of the response",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
+)
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def exposition(current: dict[str, Any]) -> bytes:
+    """The metrics text: counters (of every process, in multiprocess mode) and the gauges in
+    `current` (`queue_depth` by queue, `ledger_rows` by status), read just now."""
+    now = CollectorRegistry()
+    now.register(_Current(current))
+    if multiprocess():
+        counted = CollectorRegistry()
+        MultiProcessCollector(counted)  # type: ignore[no-untyped-call]
+    else:
+        counted = REGISTRY
+    return generate_latest(counted) + generate_latest(now)
+
+
+class _Current(Collector):
+    def __init__(self, current: dict[str, Any]) -> None:
+        self.current = current
+
+    def collect(self) -> Any:
+        depth = GaugeMetricFamily(
+            "jobsvc_queue_depth", "Jobs waiting in each RQ queue", labels=["queue"]
+        )
+        for queue, n in sorted(self.current.get("queue_depth", {}).items()):
+            depth.add_metric([queue], n)
+        rows = GaugeMetricFamily(
+            "jobsvc_ledger_jobs", "Jobs in the ledger, by status", labels=["status"]
+        )
+        for status, n in sorted(self.current.get("ledger_rows", {}).items()):
+            rows.add_metric([status], n)
+        yield depth
+        yield rows
