@@ -38,6 +38,7 @@ class Task:
     backoff_s: float
     description: str
     preload: tuple[str, ...] = ()  # heavy modules the task imports when it runs
+    internal: bool = False  # submitted by the service itself, never through the API
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """The args as the task will see them (defaults filled in), or ArgsInvalid."""
@@ -66,6 +67,7 @@ def task(
     max_attempts: int = 1,
     backoff_s: float = 5.0,
     preload: tuple[str, ...] = (),
+    internal: bool = False,
 ) -> Callable[[Callable[[A], Any]], Callable[..., Any]]:
     """Register `fn(args: SomeArgs)` as a task; the returned function takes the args as kwargs.
 
@@ -94,6 +96,7 @@ def task(
             backoff_s=backoff_s,
             description=inspect.getdoc(fn) or "",
             preload=preload,
+            internal=internal,
         )
         return run
 
@@ -148,8 +151,17 @@ def get(name: str) -> Task:
         raise errors.TaskUnknown(name, sorted(_tasks)) from None
 
 
+def submittable(name: str) -> Task:
+    """A task clients may submit (internal ones are unknown to them)."""
+    found = _tasks.get(name)
+    if found is None or found.internal:
+        raise errors.TaskUnknown(name, [t.name for t in all_tasks()])
+    return found
+
+
 def all_tasks() -> list[Task]:
-    return sorted(_tasks.values(), key=lambda t: t.name)
+    """The tasks clients may submit, by name."""
+    return sorted((t for t in _tasks.values() if not t.internal), key=lambda t: t.name)
 
 
 def names() -> list[str]:

@@ -6,6 +6,7 @@ checked, so a second DNS answer cannot point the request elsewhere.
 """
 
 import ipaddress
+import json
 import socket
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -46,7 +47,10 @@ def call_webhook(args: WebhookArgs) -> dict[str, Any]:
     settings = context.current().settings
     url = str(args.url)
     address = public_address(url, settings.webhook_allow_private)
-    response = post_json(url, address, args.payload, args.headers, settings.webhook_timeout_s)
+    headers = {**args.headers, "Content-Type": "application/json"}
+    response = post(
+        url, address, json.dumps(args.payload).encode(), headers, settings.webhook_timeout_s
+    )
     body = response.content[: settings.webhook_response_bytes].decode("utf-8", "replace")
     if response.status_code >= 500:
         raise RetryableStatus(f"{url} answered {response.status_code}: {body[:200]}")
@@ -76,8 +80,8 @@ def public_address(url: str, allow_private: bool) -> str:
     return str(addresses[0])
 
 
-def post_json(
-    url: str, address: str, payload: JsonValue, headers: dict[str, str], timeout_s: float
+def post(
+    url: str, address: str, body: bytes, headers: dict[str, str], timeout_s: float
 ) -> "httpx.Response":
     """POST to the checked address, with the URL's host name for Host and TLS."""
     import httpx
@@ -90,7 +94,7 @@ def post_json(
     with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
         return client.post(
             target,
-            json=payload,
+            content=body,
             headers={**headers, "Host": parts.netloc.rsplit("@", 1)[-1], "User-Agent": "jobsvc"},
             extensions={"sni_hostname": host},
         )

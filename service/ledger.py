@@ -438,6 +438,22 @@ def _error_detail(by: str, error: dict[str, Any]) -> dict[str, Any]:
     return {"by": by, "error": {"type": error["type"], "message": error["message"]}}
 
 
+def job(conn: Connection, job_id: UUID) -> Job | None:
+    return conn.execute(select(jobs).where(jobs.c.id == job_id)).one_or_none()
+
+
+def note(conn: Connection, job_id: UUID, detail: dict[str, Any]) -> None:
+    """An event about the job that is not a transition (a callback delivery): it carries the
+    job's current status and attempt."""
+    event = insert(job_events).from_select(
+        ["job_id", "status", "attempt", "detail"],
+        select(jobs.c.id, jobs.c.status, jobs.c.attempt, literal(detail, JSONB)).where(
+            jobs.c.id == job_id
+        ),
+    )
+    conn.execute(event)
+
+
 def report(conn: Connection, owner: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """Per task, for jobs created in [since, until): counts by status, success rate,
     run-time percentiles in seconds."""
@@ -514,6 +530,25 @@ def rescue_expired(conn: Connection, limit: int) -> list[Job]:
         )
     )
     return list(conn.execute(_with_event(stmt, _error_detail("reconciler", LOST))).all())
+
+
+CALLBACK_DUE = text(
+    "callback_url IS NOT NULL AND status IN ('finished', 'failed', 'canceled')"
+    " AND callback_for IS DISTINCT FROM finished_at"
+)  # the predicate of ix_jobs_callback_due, word for word, so the index serves it
+
+
+def callbacks_due(conn: Connection, limit: int) -> list[Job]:
+    """Final jobs whose callback is not yet submitted for this finish; each is marked as
+    submitted (the caller submits and enqueues the deliveries before committing)."""
+    due = _pick(CALLBACK_DUE, jobs.c.finished_at, limit)
+    stmt = (
+        update(jobs)
+        .where(jobs.c.id.in_(due))
+        .values(callback_for=jobs.c.finished_at)
+        .returning(jobs.c.id, jobs.c.finished_at)
+    )
+    return list(conn.execute(stmt).all())
 
 
 def release_due(conn: Connection, limit: int) -> list[Job]:

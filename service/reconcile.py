@@ -43,6 +43,7 @@ class Repairs:
     released: int = 0
     redelivered: int = 0
     cleanup_submitted: bool = False
+    callbacks_submitted: int = 0
     failed_steps: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -52,6 +53,7 @@ class Repairs:
             or self.released
             or self.redelivered
             or self.cleanup_submitted
+            or self.callbacks_submitted
         )
 
 
@@ -72,6 +74,7 @@ class Reconciler:
             ("release due jobs", self._release_due),
             ("redeliver lost jobs", self._redeliver),
             ("submit cleanup", self._submit_cleanup),
+            ("submit callbacks", self._submit_callbacks),
         ):
             try:
                 with self.engine.begin() as conn:
@@ -79,7 +82,13 @@ class Reconciler:
             except (DBAPIError, RedisError) as exc:
                 log.warning("reconcile: %s failed (%s); next pass retries", name, exc)
                 repairs.failed_steps.append(name)
-        for repair in ("requeued_lost", "failed_lost", "released", "redelivered"):
+        for repair in (
+            "requeued_lost",
+            "failed_lost",
+            "released",
+            "redelivered",
+            "callbacks_submitted",
+        ):
             if n := getattr(repairs, repair):
                 metrics.REPAIRS.labels(repair).inc(n)
         return repairs
@@ -117,6 +126,48 @@ class Reconciler:
         ledger.mark_checked(conn, list(held), [row.id for row in sent])
         repairs.redelivered += len(sent)
 
+    def _submit_callbacks(self, conn: Connection, repairs: Repairs) -> None:
+        """One `deliver_callback` job (as `system`) per final job with a callback_url, each
+        time it reaches a final state."""
+        if "deliver_callback" not in registry.names():
+            return
+        task = registry.get("deliver_callback")
+        submitted = []
+        for due in ledger.callbacks_due(conn, self.settings.reconcile_batch):
+            job = self._system_job(
+                task,
+                {"job_id": str(due.id), "finished_at": due.finished_at.isoformat()},
+                f"callback-{due.id}-{due.finished_at.isoformat()}",
+                max_attempts=self.settings.callback_attempts,
+                backoff_s=self.settings.callback_backoff_s,
+            )
+            row = ledger.insert_job_sync(conn, job, "reconciler")
+            if row is not None:
+                submitted.append(row)
+        self._enqueue(submitted)
+        repairs.callbacks_submitted += len(submitted)
+
+    def _system_job(
+        self,
+        task: registry.Task,
+        args: dict[str, Any],
+        idempotency_key: str,
+        **policy: Any,
+    ) -> ledger.NewJob:
+        """A job the service submits itself, as the client `system`."""
+        return ledger.NewJob(
+            id=uuid.uuid4(),
+            task=task.name,
+            queue=task.queue,
+            args=task.validate(args),
+            timeout_s=task.timeout_s,
+            max_attempts=policy.get("max_attempts", task.max_attempts),
+            backoff_s=policy.get("backoff_s", task.backoff_s),
+            owner=keys.SYSTEM_CLIENT,
+            meta={"by": "reconciler"},
+            idempotency_key=idempotency_key,
+        )
+
     def _submit_cleanup(self, conn: Connection, repairs: Repairs) -> None:
         """Once every JOBS_CLEANUP_INTERVAL_S (one job per interval, however many reconcilers
         run: the interval's number is the idempotency key), submit `cleanup` as `system`."""
@@ -124,18 +175,7 @@ class Reconciler:
         if time.time() < self._next_cleanup or "cleanup" not in registry.names():
             return
         task = registry.get("cleanup")
-        job = ledger.NewJob(
-            id=uuid.uuid4(),
-            task=task.name,
-            queue=task.queue,
-            args=task.validate({}),
-            timeout_s=task.timeout_s,
-            max_attempts=task.max_attempts,
-            backoff_s=task.backoff_s,
-            owner=keys.SYSTEM_CLIENT,
-            meta={"by": "reconciler"},
-            idempotency_key=f"cleanup-{int(time.time() // interval)}",
-        )
+        job = self._system_job(task, {}, f"cleanup-{int(time.time() // interval)}")
         row = ledger.insert_job_sync(conn, job, "reconciler")
         if row is not None:
             self._enqueue([row])

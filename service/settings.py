@@ -44,6 +44,7 @@ class Settings(BaseSettings):
             "jobs.webhooks",
             "jobs.analytics",
             "jobs.cleanup",
+            "jobs.callbacks",
         ],
         description="comma-separated modules that define tasks",
     )

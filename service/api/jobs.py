@@ -186,7 +186,7 @@ async def _firsts(
 
 def _new_job(body: JobIn, settings: Settings, client: str, key: str | None) -> ledger.NewJob:
     """The row to record, after every check that needs the registry or the settings."""
-    task = registry.get(body.task)
+    task = registry.submittable(body.task)
     _json_within("args", body.args, settings.max_args_bytes, settings.max_json_depth)
     _json_within("meta", body.meta, settings.max_meta_bytes, settings.max_json_depth)
     args = task.validate(body.args)

@@ -70,7 +70,8 @@ async def _events(
             except errors.JobNotFound:
                 return  # deleted (retention) while watched
             for event in new:
-                yield _sse(event.status, EventOut.model_validate(event).model_dump_json(), event.id)
+                name = "callback" if event.detail.get("by") == "callback" else event.status
+                yield _sse(name, EventOut.model_validate(event).model_dump_json(), event.id)
                 after = event.id
             if job["status"] == Status.STARTED and job["progress"] not in (None, progress):
                 progress = job["progress"]

@@ -92,7 +92,8 @@ BAD_SUBMITS = {
     "unknown-option": ({"task": "echo", "colour": "red"}, "Extra inputs"),
     "unknown-queue": (
         {"task": "echo", "queue": "nope"},
-        "unknown queue 'nope'; known queues: analytics, default, email, images, reports, webhooks",
+        "unknown queue 'nope'; known queues: analytics, callbacks, default, email, images, "
+        "reports, webhooks",
     ),
     "timeout-over-cap": ({"task": "echo", "timeout_s": 999_999}, "over the limit of 3600"),
     "timeout-zero": ({"task": "echo", "timeout_s": 0}, "greater than or equal to 1"),

@@ -15,7 +15,7 @@ from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
 
-OPEN = {"/healthz", "/readyz"}
+OPEN = {"/healthz", "/readyz", "/metrics"}
 EXAMPLES = 25
 
 
