@@ -306,3 +306,13 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+def _add_client_commands() -> None:
+    from service import client_cli
+
+    for command in client_cli.COMMANDS:
+        main.add_command(command)
+
+
+_add_client_commands()

@@ -1,0 +1,242 @@
+"""A Python client for the jobs API, synchronous (`JobsClient`) and asynchronous
+(`AsyncJobsClient`), with the same methods:
+
+    from service.client import JobsClient
+
+    with JobsClient("http://127.0.0.1:8000", api_key="jobsvc_…") as jobs:
+        job = jobs.submit("send_email", {"to": "a@example.com", "subject": "Hi", "body": "…"})
+        done = jobs.wait(job["id"], timeout=120)   # long-polls; no tight loop
+        print(done["status"], done["result"])
+
+Errors from the API raise `JobsError` with its status code and `detail`.
+"""
+
+import builtins
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+
+FINAL = frozenset({"finished", "failed", "canceled"})
+LONG_POLL_S = 60.0  # the most the API holds one request
+
+
+class JobsError(Exception):
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(f"{status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+class WaitTimeout(TimeoutError):
+    """The job was not final within the time `wait` was given; `job` is its last state."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        super().__init__(f"job {job['id']} is still {job['status']}")
+        self.job = job
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def _submit_body(task: str, args: dict[str, Any] | None, options: dict[str, Any]) -> Any:
+    return {"task": task, "args": args or {}, **options}
+
+
+def _key_header(idempotency_key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+
+
+def _json(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text
+        raise JobsError(response.status_code, detail)
+    return response.json()
+
+
+def _slice(remaining: float | None) -> float:
+    return LONG_POLL_S if remaining is None else max(0.0, min(LONG_POLL_S, remaining))
+
+
+class _Events:
+    """Server-Sent Events, line by line: `feed` returns (event, data) when one is complete."""
+
+    def __init__(self) -> None:
+        self.name, self.data = "", ""
+
+    def feed(self, line: str) -> tuple[str, Any] | None:
+        if line.startswith("event: "):
+            self.name = line[len("event: ") :]
+        elif line.startswith("data: "):
+            self.data = line[len("data: ") :]
+        elif line == "" and self.name:
+            event, self.name = (self.name, json.loads(self.data)), ""
+            return event
+        return None
+
+
+class JobsClient:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> "JobsClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def submit(
+        self,
+        task: str,
+        args: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Submit a job; `options` are the other fields of `POST /jobs` (queue, delay_s,
+        max_attempts, meta, callback_url, ...)."""
+        response = self._http.post(
+            "/jobs",
+            json=_submit_body(task, args, options),
+            headers=_key_header(idempotency_key),
+        )
+        return _json(response)  # type: ignore[no-any-return]
+
+    def get(self, job_id: str, *, wait: float = 0) -> dict[str, Any]:
+        """The job; with `wait`, as soon as it is final or after `wait` seconds (≤ 60)."""
+        params = {"wait": wait} if wait else {}
+        response = self._http.get(f"/jobs/{job_id}", params=params, timeout=wait + 30)
+        return _json(response)  # type: ignore[no-any-return]
+
+    def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """The job once it is final, by long-polls; WaitTimeout after `timeout` seconds."""
+        deadline = None if timeout is None else _now() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - _now()
+            job = self.get(job_id, wait=_slice(remaining))
+            if job["status"] in FINAL:
+                return job
+            if deadline is not None and _now() >= deadline:
+                raise WaitTimeout(job)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return _json(self._http.post(f"/jobs/{job_id}/cancel"))  # type: ignore[no-any-return]
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        return _json(self._http.post(f"/jobs/{job_id}/retry"))  # type: ignore[no-any-return]
+
+    def list(self, **filters: Any) -> dict[str, Any]:
+        """One page: `{items, next_cursor}`; filters status, task, queue, created_after,
+        created_before, limit, cursor."""
+        return _json(self._http.get("/jobs", params=filters))  # type: ignore[no-any-return]
+
+    def events(self, job_id: str) -> builtins.list[dict[str, Any]]:
+        return _json(self._http.get(f"/jobs/{job_id}/events"))  # type: ignore[no-any-return]
+
+    def stream(self, job_id: str) -> Iterator[tuple[str, Any]]:
+        """The job's Server-Sent Events as (event, data) pairs, until the final `job`."""
+        with self._http.stream("GET", f"/jobs/{job_id}/stream", timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                _json(response)
+            events = _Events()
+            for line in response.iter_lines():
+                if (event := events.feed(line)) is not None:
+                    yield event
+
+
+class AsyncJobsClient:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> "AsyncJobsClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def submit(
+        self,
+        task: str,
+        args: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        response = await self._http.post(
+            "/jobs",
+            json=_submit_body(task, args, options),
+            headers=_key_header(idempotency_key),
+        )
+        return _json(response)  # type: ignore[no-any-return]
+
+    async def get(self, job_id: str, *, wait: float = 0) -> dict[str, Any]:
+        params = {"wait": wait} if wait else {}
+        response = await self._http.get(f"/jobs/{job_id}", params=params, timeout=wait + 30)
+        return _json(response)  # type: ignore[no-any-return]
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109 - as JobsClient.wait: one deadline over several long-polls
+        deadline = None if timeout is None else _now() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - _now()
+            job = await self.get(job_id, wait=_slice(remaining))
+            if job["status"] in FINAL:
+                return job
+            if deadline is not None and _now() >= deadline:
+                raise WaitTimeout(job)
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        return _json(await self._http.post(f"/jobs/{job_id}/cancel"))  # type: ignore[no-any-return]
+
+    async def retry(self, job_id: str) -> dict[str, Any]:
+        return _json(await self._http.post(f"/jobs/{job_id}/retry"))  # type: ignore[no-any-return]
+
+    async def list(self, **filters: Any) -> dict[str, Any]:
+        return _json(await self._http.get("/jobs", params=filters))  # type: ignore[no-any-return]
+
+    async def events(self, job_id: str) -> builtins.list[dict[str, Any]]:
+        return _json(await self._http.get(f"/jobs/{job_id}/events"))  # type: ignore[no-any-return]
+
+    async def stream(self, job_id: str) -> AsyncIterator[tuple[str, Any]]:
+        async with self._http.stream("GET", f"/jobs/{job_id}/stream", timeout=None) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                _json(response)
+            events = _Events()
+            async for line in response.aiter_lines():
+                if (event := events.feed(line)) is not None:
+                    yield event
+
+
+def _now() -> float:
+    return time.monotonic()

@@ -1,0 +1,148 @@
+"""`jobsvc submit`, `jobsvc status`, `jobsvc cancel`: the API from the shell, through
+`service.client`. The API's address and key come from --url/--key or JOBS_URL/JOBS_API_KEY."""
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import httpx
+
+from service.client import FINAL, JobsClient, JobsError
+
+url_option = click.option(
+    "--url",
+    envvar="JOBS_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="the API [JOBS_URL]",
+)
+key_option = click.option("--key", envvar="JOBS_API_KEY", default=None, help="[JOBS_API_KEY]")
+
+
+def _print(job: Any) -> None:
+    click.echo(json.dumps(job, indent=2))
+
+
+def _client(url: str, key: str | None) -> JobsClient:
+    return JobsClient(url, key)
+
+
+def _exit_for(job: dict[str, Any]) -> None:
+    """0 when the job finished, 1 when it failed or was canceled."""
+    sys.exit(0 if job["status"] == "finished" else 1)
+
+
+@click.command()
+@click.argument("task")
+@click.argument("args_json", default="{}")
+@click.option("--wait", "wait_", is_flag=True, help="wait for the final state (progress shown)")
+@click.option("--queue", default=None)
+@click.option("--delay", "delay_s", type=float, default=None, help="seconds from now")
+@click.option("--idempotency-key", default=None)
+@url_option
+@key_option
+def submit(
+    task: str,
+    args_json: str,
+    wait_: bool,
+    queue: str | None,
+    delay_s: float | None,
+    idempotency_key: str | None,
+    url: str,
+    key: str | None,
+) -> None:
+    """Submit TASK with ARGS_JSON (a JSON object); prints the job."""
+    try:
+        args = json.loads(args_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="ARGS_JSON") from None
+    if not isinstance(args, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="ARGS_JSON")
+    options = {k: v for k, v in {"queue": queue, "delay_s": delay_s}.items() if v is not None}
+    with _client(url, key) as jobs, _api_errors():
+        job = jobs.submit(task, args, idempotency_key=idempotency_key, **options)
+        if not wait_:
+            _print(job)
+            return
+        click.echo(f"job {job['id']} {job['status']}", err=True)
+        final = _follow(jobs, job["id"])
+    _print(final)
+    _exit_for(final)
+
+
+def _follow(jobs: JobsClient, job_id: str) -> dict[str, Any]:
+    """Follow the job's stream to its end; a progress bar on stderr while it reports any."""
+    bar = _ProgressBar()
+    final: dict[str, Any] = {}
+    for event, data in jobs.stream(job_id):
+        if event == "progress":
+            bar.show(data.get("value") or 0.0, data.get("message") or "")
+        elif event == "job":
+            final = data
+        elif event != "callback":
+            bar.done()
+            click.echo(f"job {job_id} {event}", err=True)
+    bar.done()
+    return final or jobs.get(job_id)
+
+
+class _ProgressBar:
+    WIDTH = 30
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def show(self, value: float, message: str) -> None:
+        filled = round(max(0.0, min(1.0, value)) * self.WIDTH)
+        line = f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {value:4.0%} {message[:60]}"
+        click.echo(line.ljust(self.WIDTH + 72), err=True, nl=False)
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            click.echo("", err=True)
+            self.shown = False
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--wait", "wait_s", type=float, default=0, help="long-poll up to this many seconds")
+@url_option
+@key_option
+def status(job_id: str, wait_s: float, url: str, key: str | None) -> None:
+    """Print the job JOB_ID."""
+    with _client(url, key) as jobs, _api_errors():
+        job = jobs.get(job_id, wait=wait_s)
+    _print(job)
+    if job["status"] in FINAL:
+        _exit_for(job)
+
+
+@click.command()
+@click.argument("job_id")
+@url_option
+@key_option
+def cancel(job_id: str, url: str, key: str | None) -> None:
+    """Cancel the job JOB_ID; prints the job and what the cancel did."""
+    with _client(url, key) as jobs, _api_errors():
+        _print(jobs.cancel(job_id))
+
+
+@contextmanager
+def _api_errors() -> Iterator[None]:
+    """Turn API errors into a one-line message and exit status 2."""
+    try:
+        yield
+    except JobsError as exc:
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        click.echo(f"jobsvc: the API answered {exc.status_code}: {detail}", err=True)
+        sys.exit(2)
+    except httpx.HTTPError as exc:
+        click.echo(f"jobsvc: cannot reach the API: {exc}", err=True)
+        sys.exit(2)
+
+
+COMMANDS = [submit, status, cancel]

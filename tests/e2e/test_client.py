@@ -1,0 +1,143 @@
+"""The Python client and the shell commands against a real API and worker."""
+
+import asyncio
+import json
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from service.client import AsyncJobsClient, JobsClient, JobsError, WaitTimeout
+from tests.e2e.conftest import BIN, Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def _client(stack: Stack, key: str) -> JobsClient:
+    return JobsClient(str(stack.http.base_url), key)
+
+
+def test_sync_client_round_trip(stack: Stack, api_key: str) -> None:
+    stack.worker("w", simple=True)
+    with _client(stack, api_key) as jobs:
+        job = jobs.submit("echo", {"value": [1, 2]}, idempotency_key="k-1", meta={"who": "me"})
+        assert job["status"] in ("queued", "started", "finished")
+        again = jobs.submit("echo", {"value": [1, 2]}, idempotency_key="k-1", meta={"who": "me"})
+        assert again["id"] == job["id"]
+
+        done = jobs.wait(job["id"], timeout=20)
+        assert done["status"] == "finished"
+        assert done["result"] == [1, 2]
+        assert jobs.get(job["id"]) == done
+        assert [e["status"] for e in jobs.events(job["id"])] == ["queued", "started", "finished"]
+        assert [j["id"] for j in jobs.list(status="finished")["items"]] == [job["id"]]
+
+        failed = jobs.wait(jobs.submit("fail", {"message": "x"})["id"], timeout=20)
+        assert failed["status"] == "failed"
+        retried = jobs.retry(failed["id"])
+        assert retried["status"] == "queued"
+        assert jobs.wait(failed["id"], timeout=20)["attempt"] == 2
+
+        streamed = [event for event, _ in jobs.stream(job["id"])]
+        assert streamed == ["queued", "started", "finished", "job"]
+
+        with pytest.raises(JobsError) as unknown:
+            jobs.submit("no_such_task")
+        assert unknown.value.status_code == 422
+        assert "unknown task" in str(unknown.value.detail)
+        with pytest.raises(JobsError) as missing:
+            jobs.get("00000000-0000-0000-0000-000000000000")
+        assert missing.value.status_code == 404
+
+
+def test_wait_gives_up_after_its_timeout_with_the_last_state(stack: Stack, api_key: str) -> None:
+    with _client(stack, api_key) as jobs:  # no worker: the job stays queued
+        job = jobs.submit("echo", {"value": 1})
+        started = time.monotonic()
+        with pytest.raises(WaitTimeout) as timed_out:
+            jobs.wait(job["id"], timeout=1.5)
+        assert 1.5 <= time.monotonic() - started < 10
+        assert timed_out.value.job["status"] == "queued"
+        canceled = jobs.cancel(job["id"])
+        assert canceled["status"] == "canceled"
+
+
+def test_async_client_round_trip(stack: Stack, api_key: str) -> None:
+    stack.worker("w", simple=True)
+
+    async def scenario() -> tuple[dict[str, Any], list[str], list[dict[str, Any]]]:
+        async with AsyncJobsClient(str(stack.http.base_url), api_key) as jobs:
+            submitted = await asyncio.gather(*(jobs.submit("echo", {"value": i}) for i in range(5)))
+            finished = await asyncio.gather(*(jobs.wait(j["id"], timeout=20) for j in submitted))
+            sleeper = await jobs.submit("sleep", {"seconds": 2.2})
+            names = [event async for event, _ in jobs.stream(sleeper["id"])]
+            page = await jobs.list(task="echo", limit=10)
+            return page, names, list(finished)
+
+    page, names, finished = asyncio.run(scenario())
+    assert [job["result"] for job in finished] == [0, 1, 2, 3, 4]
+    assert len(page["items"]) == 5
+    assert names[:2] == ["queued", "started"]
+    assert "progress" in names
+    assert names[-2:] == ["finished", "job"]
+
+
+def jobsvc(stack: Stack, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**stack.env, "JOBS_URL": str(stack.http.base_url), "JOBS_API_KEY": key}
+    return subprocess.run(
+        [str(BIN / "jobsvc"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_shell_submit_wait_shows_progress_and_the_final_job(stack: Stack, api_key: str) -> None:
+    stack.worker("w", simple=True)
+    done = jobsvc(stack, api_key, "submit", "sleep", '{"seconds": 2.5}', "--wait")
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert job["status"] == "finished"
+    assert job["result"] == 2.5
+    assert "[" in done.stderr and "%" in done.stderr and "slept" in done.stderr  # the bar
+    assert f"job {job['id']} finished" in done.stderr
+
+    failed = jobsvc(stack, api_key, "submit", "fail", '{"message": "boom"}', "--wait")
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["error"]["message"] == "boom"
+
+    shown = jobsvc(stack, api_key, "status", job["id"])
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout)["id"] == job["id"]
+
+
+def test_shell_submit_status_and_cancel(stack: Stack, api_key: str) -> None:
+    submitted = jobsvc(stack, api_key, "submit", "echo", '{"value": 5}', "--delay", "60")
+    assert submitted.returncode == 0, submitted.stderr
+    job = json.loads(submitted.stdout)
+    assert job["status"] == "scheduled"
+
+    status = jobsvc(stack, api_key, "status", job["id"])
+    assert status.returncode == 0
+    assert json.loads(status.stdout)["status"] == "scheduled"
+
+    canceled = jobsvc(stack, api_key, "cancel", job["id"])
+    assert canceled.returncode == 0
+    assert json.loads(canceled.stdout)["status"] == "canceled"
+    assert jobsvc(stack, api_key, "cancel", job["id"]).returncode == 2  # already final: 409
+
+
+def test_shell_errors_are_one_clear_line(stack: Stack, api_key: str) -> None:
+    bad_json = jobsvc(stack, api_key, "submit", "echo", "{not json")
+    assert bad_json.returncode == 2
+    assert "ARGS_JSON" in bad_json.stderr and "not JSON" in bad_json.stderr
+
+    unknown = jobsvc(stack, api_key, "submit", "nope", "{}")
+    assert unknown.returncode == 2
+    assert "the API answered 422" in unknown.stderr and "unknown task" in unknown.stderr
+
+    no_key = jobsvc(stack, "", "status", "00000000-0000-0000-0000-000000000000")
+    assert no_key.returncode == 2
+    assert "401" in no_key.stderr
+
+    env_url = jobsvc(stack, api_key, "status", "x", "--url", "http://127.0.0.1:9")
+    assert env_url.returncode == 2
+    assert "cannot reach the API" in env_url.stderr
