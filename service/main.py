@@ -19,6 +19,7 @@ from service.api import (
     middleware,
     openapi,
     stream,
+    swagger,
     tasks,
 )
 from service.settings import Settings, get_settings
@@ -53,12 +54,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Durable background jobs: a PostgreSQL ledger in front of RQ.",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
+        docs_url=None,  # service.api.docs serves it, without a CDN
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
     handlers.install(app)
+    if docs:
+        swagger.install(app, "/openapi.json")
     app.include_router(artifacts.router)  # before jobs: /jobs/uploads is not a job id
     app.include_router(jobs.router)
     app.include_router(stream.router)
