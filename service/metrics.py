@@ -9,6 +9,7 @@ status are read when scraped.
 """
 
 import os
+import socket
 from typing import Any
 
 from prometheus_client import (
@@ -17,12 +18,25 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+if multiprocess():
+    # Files are named by process; in containers every process may be pid 1, so the host
+    # name is part of the name (before any metric below is made).
+    values.ValueClass = values.MultiProcessValue(  # type: ignore[no-untyped-call]
+        lambda: f"{socket.gethostname()}-{os.getpid()}"
+    )
 
 _TIMES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -54,10 +68,6 @@ HTTP_SECONDS = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
 )
-
-
-def multiprocess() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
 def exposition(current: dict[str, Any]) -> bytes:

@@ -54,6 +54,13 @@ def test_authentication_stays_on_and_the_dashboard_needs_a_password() -> None:
     assert dashboard["JOBS_DASHBOARD_PASSWORD"].startswith("${JOBS_DASHBOARD_PASSWORD:?")
 
 
+def test_api_worker_and_reconciler_share_a_metrics_directory() -> None:
+    services = compose()["services"]
+    for name in ("api", "worker", "reconciler"):
+        assert services[name]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/data/metrics"
+        assert "metrics:/data/metrics" in services[name]["volumes"]
+
+
 def test_api_and_worker_share_the_artifacts_volume() -> None:
     services = compose()["services"]
     for name in ("api", "worker"):
