@@ -8,6 +8,7 @@ one here), with its first characters to tell keys apart in listings.
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,8 +49,8 @@ _AUTHENTICATE = "SELECT name, admin FROM api_keys WHERE key_hash = $1 AND revoke
 async def authenticate(conn: AsyncConnection, key: str) -> Client | None:
     """The client a live key belongs to; None for an unknown or revoked key.
 
-    Every request runs it, so it goes straight to asyncpg (a prepared statement, no
-    transaction); it reads the table each time, so a revoked key fails at once.
+    Straight to asyncpg (a prepared statement, no transaction). The API asks `KeyCache`
+    first, so this runs once per key and process until a key changes.
     """
     if not key.startswith(PREFIX) or len(key) > MAX_KEY_LENGTH:
         return None
@@ -57,6 +58,32 @@ async def authenticate(conn: AsyncConnection, key: str) -> Client | None:
     assert driver is not None
     row = await driver.fetchrow(_AUTHENTICATE, _hash(key))
     return Client(row["name"], row["admin"]) if row else None
+
+
+class KeyCache:
+    """Keys an API process has seen live, by hash, so a request needs no key lookup.
+
+    Emptied whenever any key is revoked or deleted: migration 0006's trigger sends NOTIFY
+    `api_keys` in that transaction and the process's listener (`service.watch`) calls
+    `clear`. While the listener is down, nothing is served from here, so a revoked key
+    still fails on its next request. Only live keys are kept: a new key works at once.
+    """
+
+    def __init__(self, trusted: Callable[[], bool], max_entries: int = 10_000) -> None:
+        self._trusted = trusted
+        self._max_entries = max_entries
+        self._clients: dict[str, Client] = {}
+
+    def get(self, key: str) -> Client | None:
+        return self._clients.get(_hash(key)) if self._trusted() else None
+
+    def put(self, key: str, client: Client) -> None:
+        if len(self._clients) >= self._max_entries:
+            self._clients.clear()
+        self._clients[_hash(key)] = client
+
+    def clear(self) -> None:
+        self._clients.clear()
 
 
 def create(conn: Connection, name: str, admin: bool) -> str:

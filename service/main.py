@@ -9,7 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 
 from jobs import registry
-from service import broker, db, logs
+from service import broker, db, keys, logs
 from service.api import (
     artifacts,
     handlers,
@@ -34,6 +34,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = db.create_api_engine(settings)
     app.state.redis = broker.connect(settings)
     app.state.watcher = Watcher(settings)
+    app.state.keys = keys.KeyCache(trusted=app.state.watcher.listening.is_set)
+    app.state.watcher.on_keys_changed.append(app.state.keys.clear)
     await app.state.watcher.start()
     log.info("api ready: tasks %s", ", ".join(t.name for t in registry.all_tasks()))
     try:

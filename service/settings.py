@@ -25,9 +25,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "JOBS_REDIS_URL"),
     )
 
-    # API database pool
-    db_pool_size: int = Field(default=20, ge=1)
-    db_max_overflow: int = Field(default=20, ge=0)
+    # The API's database pool, per process. Overflow connections are opened and closed per
+    # burst, which costs a busy API dearly, so by default every connection is kept.
+    db_pool_size: int = Field(default=40, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
     db_connect_timeout_s: float = Field(default=5.0, gt=0)
 
     # Redis client timeouts: a submit never hangs on an unreachable Redis.

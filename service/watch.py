@@ -1,17 +1,19 @@
-"""Live job changes for long-polls and streams: one PostgreSQL LISTEN connection per API
-process, fanned out to every request waiting on a job.
+"""Live changes from PostgreSQL: one LISTEN connection per API process, fanned out.
 
 Migration 0005's trigger sends `NOTIFY jobs, '<job id>'` in the transaction of each change of
-a job's status or progress. Waiters register before they read the job, so no change between
-the read and the wait is missed, and they hold no pooled connection while they wait. While
-the listening connection is down (PostgreSQL restarting), it reconnects with backoff and
-then wakes every waiter, which reads its job again.
+a job's status or progress; requests waiting on that job (long-polls, streams) wake. Waiters
+register before they read the job, so no change between the read and the wait is missed,
+and they hold no pooled connection while they wait. Migration 0006's trigger sends
+`NOTIFY api_keys` when a key is revoked or deleted; `on_keys_changed` callbacks run (the
+key cache empties). While the listening connection is down (PostgreSQL restarting),
+`listening` is false; it reconnects with backoff, then wakes every waiter, which reads its
+job again, and runs the key callbacks.
 """
 
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from uuid import UUID
 
@@ -23,6 +25,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 CHANNEL = "jobs"
+KEYS_CHANNEL = "api_keys"
 
 
 class Watcher:
@@ -33,6 +36,7 @@ class Watcher:
         self._waiters: dict[UUID, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
+        self.on_keys_changed: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="jobs-listener")
@@ -70,10 +74,15 @@ class Watcher:
         for event in self._waiters.get(job_id, ()):
             event.set()
 
+    def _keys_changed(self, *_args: object) -> None:
+        for callback in self.on_keys_changed:
+            callback()
+
     def _wake_all(self) -> None:
         for events in self._waiters.values():
             for event in events:
                 event.set()
+        self._keys_changed()
 
     async def _listen(self) -> None:
         delay = 0.2
@@ -95,6 +104,7 @@ class Watcher:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(CHANNEL, self._notified)
+            await conn.add_listener(KEYS_CHANNEL, self._keys_changed)
             self.listening.set()
             self._wake_all()  # changes while no one listened: read again
             await lost.wait()

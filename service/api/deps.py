@@ -60,38 +60,28 @@ def brief_connection(request: Request) -> AsyncConnection:
 
 
 async def current_client(
-    conn: ConnDep, settings: SettingsDep, credentials: CredentialsDep
+    request: Request, settings: SettingsDep, credentials: CredentialsDep
 ) -> Client:
-    """The client an `Authorization: Bearer <key>` header names; 401 without a live key."""
-    return await authenticate(conn, settings, credentials)
+    """The client an `Authorization: Bearer <key>` header names; 401 without a live key.
 
-
-async def authenticate(
-    conn: AsyncConnection, settings: Settings, credentials: HTTPAuthorizationCredentials | None
-) -> Client:
+    Known keys come from the process's `KeyCache`; others are looked up on a connection
+    given back at once (routes that wait hold none)."""
     if settings.dev_mode:
         return DEV_CLIENT
     if credentials is None:
         raise errors.Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
-    client = await keys.authenticate(conn, credentials.credentials)
+    cache: keys.KeyCache = request.app.state.keys
+    client = cache.get(credentials.credentials)
     if client is None:
-        raise errors.Unauthenticated("invalid or revoked API key")
+        async with brief_connection(request) as conn:
+            client = await keys.authenticate(conn, credentials.credentials)
+        if client is None:
+            raise errors.Unauthenticated("invalid or revoked API key")
+        cache.put(credentials.credentials, client)
     return client
 
 
 ClientDep = Annotated[Client, Depends(current_client)]
-
-
-async def brief_client(
-    request: Request, settings: SettingsDep, credentials: CredentialsDep
-) -> Client:
-    """`current_client` for routes that wait: the key is checked on a connection given back
-    at once."""
-    async with brief_connection(request) as conn:
-        return await authenticate(conn, settings, credentials)
-
-
-BriefClientDep = Annotated[Client, Depends(brief_client)]
 
 
 async def submit_allowed(client: ClientDep, redis: RedisDep, settings: SettingsDep) -> Client:

@@ -26,8 +26,7 @@ async def readiness_access(request: Request, settings: SettingsDep) -> None:
     """/readyz is open unless JOBS_PUBLIC_READYZ is false; then it takes an API key."""
     if settings.public_readyz:
         return
-    async with request.app.state.engine.connect() as conn:
-        await current_client(conn, settings, await bearer_scheme(request))
+    await current_client(request, settings, await bearer_scheme(request))
 
 
 @router.get(

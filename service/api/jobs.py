@@ -18,7 +18,6 @@ from starlette.concurrency import run_in_threadpool
 from jobs import registry
 from service import broker, errors, ledger, metrics, ratelimit
 from service.api.deps import (
-    BriefClientDep,
     ClientDep,
     ConnDep,
     RedisDep,
@@ -302,7 +301,7 @@ async def get_job(
     job_id: UUID,
     request: Request,
     response: Response,
-    client: BriefClientDep,
+    client: ClientDep,
     wait: Annotated[
         float,
         Query(

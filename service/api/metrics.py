@@ -25,8 +25,7 @@ async def metrics_access(request: Request, settings: SettingsDep) -> None:
     """/metrics is open unless JOBS_PUBLIC_METRICS is false; then it takes an API key."""
     if settings.public_metrics:
         return
-    async with brief_connection(request) as conn:
-        await current_client(conn, settings, await bearer_scheme(request))
+    await current_client(request, settings, await bearer_scheme(request))
 
 
 @router.get(

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from service import errors, ledger
-from service.api.deps import BriefClientDep, brief_connection
+from service.api.deps import ClientDep, brief_connection
 from service.schemas import EventOut, JobOut, problems
 from service.tables import TERMINAL, Status
 from service.watch import Watcher
@@ -41,7 +41,7 @@ KEEPALIVE_S = 15.0
 async def stream(
     job_id: UUID,
     request: Request,
-    client: BriefClientDep,
+    client: ClientDep,
     last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
 ) -> StreamingResponse:
     """Watch a job: every transition and progress update, until it is final."""
