@@ -10,21 +10,20 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import (
-    BindParameter,
     Connection,
     Insert,
     Row,
     Select,
     Update,
     and_,
-    bindparam,
     case,
     delete,
     func,
@@ -49,10 +48,8 @@ Job = Row[Any]
 _SECOND: ColumnClause[Any] = literal_column("interval '1 second'")
 
 
-def _with_event(stmt: Insert | Update, detail: dict[str, Any] | BindParameter[Any]) -> Select[Any]:
+def _with_event(stmt: Insert | Update, detail: dict[str, Any]) -> Select[Any]:
     """`stmt RETURNING jobs.*`, plus an event row for each returned job, in one statement."""
-    if not isinstance(detail, BindParameter):
-        detail = literal(detail, JSONB)
     changed = stmt.returning(*jobs.c).cte("changed")
     event = insert(job_events).from_select(
         ["job_id", "status", "attempt", "worker", "detail"],
@@ -61,7 +58,7 @@ def _with_event(stmt: Insert | Update, detail: dict[str, Any] | BindParameter[An
             changed.c.status,
             changed.c.attempt,
             changed.c.worker,
-            detail,
+            literal(detail, JSONB),
         ),
     )
     return select(changed).add_cte(event.cte("event"))
@@ -87,47 +84,75 @@ class NewJob:
     callback_url: str | None = None
 
 
-def _insert(batch: list[NewJob], by: str | None) -> Select[Any]:
-    """The insert (with its events) of a batch; with `by` None, the one-row statement with
-    every value a bind parameter, which `_INSERT_ONE` builds once for the hot path."""
-    if by is None:
-        # (bind names may not be column names in VALUES: prefixed)
-        values: Any = {name: bindparam(f"new_{name}") for name in [*_NEW_JOB_FIELDS, "status"]}
-    else:
-        values = [{**asdict(job), "status": _initial_status(job)} for job in batch]
+def _insert(batch: list[NewJob], by: str) -> Select[Any]:
+    """The insert of a batch, with an event for each job recorded."""
+    values = [{**asdict(job), "status": _initial_status(job)} for job in batch]
     stmt = pg_insert(jobs).values(values)
     if any(job.idempotency_key is not None for job in batch):
         stmt = stmt.on_conflict_do_nothing(
             index_elements=[jobs.c.owner, jobs.c.idempotency_key],
             index_where=jobs.c.idempotency_key.is_not(None),
         )
-    detail = bindparam("detail", type_=JSONB) if by is None else {"by": by}
-    return _with_event(stmt, detail)
+    return _with_event(stmt, {"by": by})
 
 
 def _initial_status(job: NewJob) -> Status:
     return Status.SCHEDULED if job.run_at is not None else Status.QUEUED
 
 
-_NEW_JOB_FIELDS = [f.name for f in fields(NewJob)]
-_EXAMPLE = NewJob(uuid4(), "", "", {}, 1, 1, 0, "", {})
-# Built once: building this statement costs more than running it (CTE column proxies).
-_INSERT_ONE = {
-    keyed: _insert([replace(_EXAMPLE, idempotency_key="k" if keyed else None)], None)
-    for keyed in (False, True)
+# The submit route's insert, in plain SQL on the asyncpg connection: one round trip (no
+# transaction around the one statement), nothing built or compiled per request. It is
+# `_insert` for one job, written out.
+_SUBMIT = """
+WITH changed AS (
+    INSERT INTO jobs (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta,
+                      run_at, idempotency_key, request_hash, callback_url, status)
+    VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14)
+    {on_conflict}
+    RETURNING *
+), event AS (
+    INSERT INTO job_events (job_id, status, attempt, worker, detail)
+    SELECT id, status, attempt, worker, '{{"by": "api"}}'::jsonb FROM changed
+)
+SELECT * FROM changed
+"""
+_SUBMIT_ONE = {
+    False: _SUBMIT.format(on_conflict=""),
+    True: _SUBMIT.format(
+        on_conflict="ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL"
+        " DO NOTHING"
+    ),
 }
 
 
-def _insert_one(job: NewJob, by: str) -> tuple[Select[Any], dict[str, Any]]:
-    values = {**asdict(job), "status": _initial_status(job)}
-    params = {f"new_{name}": value for name, value in values.items()}
-    return _INSERT_ONE[job.idempotency_key is not None], {**params, "detail": {"by": by}}
+async def insert_job(conn: AsyncConnection, job: NewJob) -> Any | None:
+    """Record a new job, committed when this returns; None if the owner already used its
+    idempotency key. The row has the job's columns as attributes."""
+    record = await (await _driver(conn)).fetchrow(
+        _SUBMIT_ONE[job.idempotency_key is not None],
+        job.id,
+        job.task,
+        job.queue,
+        json.dumps(job.args),
+        job.timeout_s,
+        job.max_attempts,
+        job.backoff_s,
+        job.owner,
+        json.dumps(job.meta),
+        job.run_at,
+        job.idempotency_key,
+        job.request_hash,
+        job.callback_url,
+        str(_initial_status(job)),
+    )
+    return None if record is None else SimpleNamespace(**record)
 
 
-async def insert_job(conn: AsyncConnection, job: NewJob) -> Job | None:
-    """Record a new job; None if the owner already used its idempotency key."""
-    row: Job | None = (await conn.execute(*_insert_one(job, "api"))).one_or_none()
-    return row
+async def _driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under `conn`, for the hottest statements."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    return driver
 
 
 async def insert_jobs(conn: AsyncConnection, batch: list[NewJob]) -> list[Job]:
@@ -137,7 +162,7 @@ async def insert_jobs(conn: AsyncConnection, batch: list[NewJob]) -> list[Job]:
 
 def insert_job_sync(conn: Connection, job: NewJob, by: str) -> Job | None:
     """`insert_job` for the synchronous processes (the reconciler's periodic jobs)."""
-    return conn.execute(*_insert_one(job, by)).one_or_none()
+    return conn.execute(_insert([job], by)).one_or_none()
 
 
 async def by_idempotency_key(conn: AsyncConnection, owner: str, key: str) -> Job:
@@ -151,31 +176,21 @@ async def by_idempotency_keys(conn: AsyncConnection, owner: str, keys: list[str]
     return list((await conn.execute(stmt)).all())
 
 
-async def mark_enqueued(conn: AsyncConnection, job_id: UUID) -> Job:
-    """Record that RQ holds the job; returns the row as it is now (a worker may be ahead)."""
-    stmt = (
-        update(jobs)
-        .where(jobs.c.id == job_id)
-        .values(enqueued_at=func.coalesce(jobs.c.enqueued_at, func.now()), updated_at=func.now())
-        .returning(*jobs.c)
-    )
-    row: Job = (await conn.execute(stmt)).one()
-    return row
+_MARK_ENQUEUED = """
+UPDATE jobs SET enqueued_at = coalesce(jobs.enqueued_at, marked.at), updated_at = now()
+FROM unnest($1::uuid[], $2::timestamptz[]) AS marked (id, at)
+WHERE jobs.id = marked.id
+"""
+
+
+async def mark_enqueued(conn: AsyncConnection, job_ids: list[UUID], at: list[datetime]) -> None:
+    """Record when RQ took each job (the first time only); one statement for them all."""
+    await (await _driver(conn)).execute(_MARK_ENQUEUED, job_ids, at)
 
 
 def _visible(job_id: UUID, owner: str | None) -> Any:
     """The job, if `owner` may see it (None: an admin, who sees every job)."""
     return and_(jobs.c.id == job_id, *([] if owner is None else [jobs.c.owner == owner]))
-
-
-async def mark_enqueued_many(conn: AsyncConnection, job_ids: list[UUID]) -> list[Job]:
-    stmt = (
-        update(jobs)
-        .where(jobs.c.id.in_(job_ids))
-        .values(enqueued_at=func.coalesce(jobs.c.enqueued_at, func.now()), updated_at=func.now())
-        .returning(*jobs.c)
-    )
-    return list((await conn.execute(stmt)).all())
 
 
 _GET = "SELECT * FROM jobs WHERE id = $1"
@@ -188,8 +203,7 @@ async def get(conn: AsyncConnection, job_id: UUID, owner: str | None) -> Mapping
     The hottest read of the service (every poll), so it goes straight to asyncpg: one
     prepared statement, no transaction around it.
     """
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None
+    driver = await _driver(conn)
     if owner is None:
         row = await driver.fetchrow(_GET, job_id)
     else:

@@ -22,6 +22,7 @@ from service.api import (
     swagger,
     tasks,
 )
+from service.enqueued import EnqueuedMarks
 from service.settings import Settings, get_settings
 from service.watch import Watcher
 
@@ -33,6 +34,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     app.state.engine = db.create_api_engine(settings)
     app.state.redis = broker.connect(settings)
+    app.state.marks = EnqueuedMarks(app.state.engine)
     app.state.watcher = Watcher(settings)
     app.state.keys = keys.KeyCache(trusted=app.state.watcher.listening.is_set)
     app.state.watcher.on_keys_changed.append(app.state.keys.clear)
@@ -41,6 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.marks.close()
         await app.state.watcher.stop()
         await app.state.engine.dispose()
         app.state.redis.close()

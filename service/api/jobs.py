@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -25,6 +26,7 @@ from service.api.deps import (
     SubmitterDep,
     brief_connection,
 )
+from service.enqueued import EnqueuedMarks
 from service.ledger import Job
 from service.schemas import (
     BatchIn,
@@ -70,6 +72,7 @@ _errors = problems(
 )
 async def submit(
     body: JobIn,
+    request: Request,
     response: Response,
     conn: ConnDep,
     redis: RedisDep,
@@ -91,10 +94,10 @@ async def submit(
         response.status_code = 200
         response.headers["Location"] = f"/jobs/{first.id}"
         return JobOut.model_validate(first)
-    await conn.commit()  # recorded before anything reaches Redis (DESIGN invariant 1)
+    # committed: recorded before anything reaches Redis (DESIGN invariant 1)
     metrics.SUBMITTED.labels(row.task).inc()
     if row.status == Status.QUEUED:
-        row = await _deliver(conn, redis, settings, row)
+        await _deliver(request, redis, settings, [row])
     response.headers["Location"] = f"/jobs/{row.id}"
     return JobOut.model_validate(row)
 
@@ -116,6 +119,7 @@ async def submit(
 )
 async def submit_batch(
     body: BatchIn,
+    request: Request,
     conn: ConnDep,
     redis: RedisDep,
     settings: SettingsDep,
@@ -126,20 +130,13 @@ async def submit_batch(
     if settings.rate_limit_on:
         await run_in_threadpool(ratelimit.take, redis, client.name, settings, len(body.jobs))
     new = _new_jobs(body, settings, client.name)
-    inserted = {row.id: row for row in await ledger.insert_jobs(conn, new)}
+    inserted = {row.id: row for row in map(_record, await ledger.insert_jobs(conn, new))}
     firsts = await _firsts(conn, client.name, [job for job in new if job.id not in inserted])
     await conn.commit()
     for task_name, n in Counter(row.task for row in inserted.values()).items():
         metrics.SUBMITTED.labels(task_name).inc(n)
     queued = [row for row in inserted.values() if row.status == Status.QUEUED]
-    if queued:
-        sent = await run_in_threadpool(
-            broker.try_enqueue_rows, redis, queued, settings.result_ttl_s
-        )
-        if sent:
-            marked = await ledger.mark_enqueued_many(conn, [row.id for row in queued])
-            await conn.commit()
-            inserted |= {row.id: row for row in marked}
+    await _deliver(request, redis, settings, queued)
     return BatchOut(
         jobs=[JobOut.model_validate(inserted.get(job.id) or firsts[job.id]) for job in new]
     )
@@ -252,14 +249,24 @@ def _depth(value: JsonValue) -> int:
     return 0
 
 
-async def _deliver(conn: AsyncConnection, redis: Redis, settings: Settings, row: Job) -> Job:
-    """Enqueue a committed `queued` row; if Redis refuses, the reconciler delivers it later."""
-    enqueued = await run_in_threadpool(broker.try_enqueue_rows, redis, [row], settings.result_ttl_s)
-    if not enqueued:
-        return row
-    row = await ledger.mark_enqueued(conn, row.id)
-    await conn.commit()
-    return row
+async def _deliver(request: Request, redis: Redis, settings: Settings, rows: list[Any]) -> None:
+    """Enqueue committed `queued` rows in one pipeline, and set their `enqueued_at`: on
+    the rows at once, in the ledger a moment later (`service.enqueued`). If Redis refuses,
+    they stay as they are and the reconciler delivers them later."""
+    if not rows or not await run_in_threadpool(
+        broker.try_enqueue_rows, redis, rows, settings.result_ttl_s
+    ):
+        return
+    marks: EnqueuedMarks = request.app.state.marks
+    at = datetime.now(UTC)
+    for row in rows:
+        row.enqueued_at = at
+        marks.add(row.id, at)
+
+
+def _record(row: Job) -> Any:
+    """A ledger row as a record whose fields can be updated (`_deliver` sets one)."""
+    return SimpleNamespace(**row._mapping)
 
 
 @router.get("", response_model=JobPage, responses=_errors)
@@ -399,12 +406,18 @@ async def cancel(
     responses={**_errors, **problems({409: "the job is not failed or canceled"})},
 )
 async def retry(
-    job_id: UUID, conn: ConnDep, redis: RedisDep, settings: SettingsDep, client: ClientDep
+    job_id: UUID,
+    request: Request,
+    conn: ConnDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    client: ClientDep,
 ) -> JobOut:
     """Run a failed or canceled job again: a new attempt under the same id."""
-    row = await ledger.retry(conn, job_id, client.owner_filter)
+    row = _record(await ledger.retry(conn, job_id, client.owner_filter))
     await conn.commit()
-    return JobOut.model_validate(await _deliver(conn, redis, settings, row))
+    await _deliver(request, redis, settings, [row])
+    return JobOut.model_validate(row)
 
 
 @router.get("/{job_id}/events", response_model=list[EventOut], responses=_errors)
