@@ -9,8 +9,8 @@ with a `Connection`. Callers own the transaction.
 import base64
 import binascii
 import json
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -36,7 +36,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnClause
 
@@ -84,68 +83,77 @@ class NewJob:
     callback_url: str | None = None
 
 
-def _insert(batch: list[NewJob], by: str) -> Select[Any]:
-    """The insert of a batch, with an event for each job recorded."""
-    values = [{**asdict(job), "status": _initial_status(job)} for job in batch]
-    stmt = pg_insert(jobs).values(values)
-    if any(job.idempotency_key is not None for job in batch):
-        stmt = stmt.on_conflict_do_nothing(
-            index_elements=[jobs.c.owner, jobs.c.idempotency_key],
-            index_where=jobs.c.idempotency_key.is_not(None),
-        )
-    return _with_event(stmt, {"by": by})
-
-
 def _initial_status(job: NewJob) -> Status:
     return Status.SCHEDULED if job.run_at is not None else Status.QUEUED
 
 
-# The submit route's insert, in plain SQL on the asyncpg connection: one round trip (no
-# transaction around the one statement), nothing built or compiled per request. It is
-# `_insert` for one job, written out.
-_SUBMIT = """
-WITH changed AS (
-    INSERT INTO jobs (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta,
-                      run_at, idempotency_key, request_hash, callback_url, status)
-    VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14)
-    {on_conflict}
-    RETURNING *
-), event AS (
-    INSERT INTO job_events (job_id, status, attempt, worker, detail)
-    SELECT id, status, attempt, worker, '{{"by": "api"}}'::jsonb FROM changed
-)
-SELECT * FROM changed
-"""
-_SUBMIT_ONE = {
-    False: _SUBMIT.format(on_conflict=""),
-    True: _SUBMIT.format(
-        on_conflict="ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL"
-        " DO NOTHING"
-    ),
-}
+# Jobs are recorded by one statement of one shape, whatever their number: the columns come
+# as arrays and are unnested, so the database prepares it once, nothing is compiled per
+# request, and a batch costs one round trip. Each new job gets its `job_events` row in the
+# same statement; a job whose owner already used its idempotency key is left out.
+_COLUMNS = [
+    ("id", "uuid"),
+    ("task", "text"),
+    ("queue", "text"),
+    ("args", "jsonb"),
+    ("timeout_s", "int"),
+    ("max_attempts", "int"),
+    ("backoff_s", "float8"),
+    ("owner", "text"),
+    ("meta", "jsonb"),
+    ("run_at", "timestamptz"),
+    ("idempotency_key", "text"),
+    ("request_hash", "text"),
+    ("callback_url", "text"),
+    ("status", "text"),
+]
+
+
+def _insert_sql(placeholder: Callable[[int], str]) -> str:
+    """The insert, with `placeholder(n)` for the n-th parameter (from 1)."""
+    names = ", ".join(name for name, _ in _COLUMNS)
+    arrays = ", ".join(f"{placeholder(n)}::{kind}[]" for n, (_, kind) in enumerate(_COLUMNS, 1))
+    detail = placeholder(len(_COLUMNS) + 1)
+    return (
+        f"WITH changed AS (INSERT INTO jobs ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608 - constant SQL, values bound
+        " ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+        " RETURNING *),"
+        " event AS (INSERT INTO job_events (job_id, status, attempt, worker, detail)"
+        f" SELECT id, status, attempt, worker, {detail}::jsonb FROM changed)"
+        " SELECT * FROM changed"
+    )
+
+
+_INSERT_ASYNCPG = _insert_sql(lambda n: f"${n}")
+_INSERT_PSYCOPG = _insert_sql(lambda n: "%s")
+
+
+def _insert_params(batch: list[NewJob], by: str) -> list[Any]:
+    """The statement's arrays, one per column, and the events' detail (JSON as text)."""
+    rows = [
+        (
+            job.id, job.task, job.queue, json.dumps(job.args), job.timeout_s, job.max_attempts,
+            job.backoff_s, job.owner, json.dumps(job.meta), job.run_at, job.idempotency_key,
+            job.request_hash, job.callback_url, str(_initial_status(job)),
+        )
+        for job in batch
+    ]  # fmt: skip
+    columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * len(_COLUMNS)
+    return [*columns, json.dumps({"by": by})]
+
+
+async def insert_jobs(conn: AsyncConnection, batch: list[NewJob]) -> list[Any]:
+    """Record new jobs, committed when this returns (the one statement is its own
+    transaction); those whose idempotency key was used before are left out. Rows come back
+    in no particular order, with the job's columns as attributes."""
+    records = await (await _driver(conn)).fetch(_INSERT_ASYNCPG, *_insert_params(batch, "api"))
+    return [SimpleNamespace(**record) for record in records]
 
 
 async def insert_job(conn: AsyncConnection, job: NewJob) -> Any | None:
-    """Record a new job, committed when this returns; None if the owner already used its
-    idempotency key. The row has the job's columns as attributes."""
-    record = await (await _driver(conn)).fetchrow(
-        _SUBMIT_ONE[job.idempotency_key is not None],
-        job.id,
-        job.task,
-        job.queue,
-        json.dumps(job.args),
-        job.timeout_s,
-        job.max_attempts,
-        job.backoff_s,
-        job.owner,
-        json.dumps(job.meta),
-        job.run_at,
-        job.idempotency_key,
-        job.request_hash,
-        job.callback_url,
-        str(_initial_status(job)),
-    )
-    return None if record is None else SimpleNamespace(**record)
+    """`insert_jobs` for one job: None if the owner already used its idempotency key."""
+    rows = await insert_jobs(conn, [job])
+    return rows[0] if rows else None
 
 
 async def _driver(conn: AsyncConnection) -> Any:
@@ -155,14 +163,11 @@ async def _driver(conn: AsyncConnection) -> Any:
     return driver
 
 
-async def insert_jobs(conn: AsyncConnection, batch: list[NewJob]) -> list[Job]:
-    """Record many jobs in one statement; those whose idempotency key was used are left out."""
-    return list((await conn.execute(_insert(batch, "api"))).all())
-
-
 def insert_job_sync(conn: Connection, job: NewJob, by: str) -> Job | None:
-    """`insert_job` for the synchronous processes (the reconciler's periodic jobs)."""
-    return conn.execute(_insert([job], by)).one_or_none()
+    """`insert_job` for the synchronous processes (the reconciler's system jobs), in the
+    caller's transaction."""
+    params = _insert_params([job], by)
+    return conn.exec_driver_sql(_INSERT_PSYCOPG, tuple(params)).one_or_none()
 
 
 async def by_idempotency_key(conn: AsyncConnection, owner: str, key: str) -> Job:

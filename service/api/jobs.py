@@ -130,7 +130,7 @@ async def submit_batch(
     if settings.rate_limit_on:
         await run_in_threadpool(ratelimit.take, redis, client.name, settings, len(body.jobs))
     new = _new_jobs(body, settings, client.name)
-    inserted = {row.id: row for row in map(_record, await ledger.insert_jobs(conn, new))}
+    inserted = {row.id: row for row in await ledger.insert_jobs(conn, new)}
     firsts = await _firsts(conn, client.name, [job for job in new if job.id not in inserted])
     await conn.commit()
     for task_name, n in Counter(row.task for row in inserted.values()).items():
