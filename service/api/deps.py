@@ -1,7 +1,7 @@
 """Request dependencies shared by the routes: settings, Redis, and the calling client."""
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -82,6 +82,16 @@ async def current_client(
 
 
 ClientDep = Annotated[Client, Depends(current_client)]
+
+
+def key_unless(public: Callable[[Settings], bool]) -> Any:
+    """A route dependency: open while `public(settings)`, else an API key is required."""
+
+    async def access(request: Request, settings: SettingsDep) -> None:
+        if not public(settings):
+            await current_client(request, settings, await bearer_scheme(request))
+
+    return Depends(access)
 
 
 async def submit_allowed(client: ClientDep, redis: RedisDep, settings: SettingsDep) -> Client:

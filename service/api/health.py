@@ -3,12 +3,12 @@
 import asyncio
 from collections.abc import Awaitable
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service import broker, ledger
-from service.api.deps import SettingsDep, bearer_scheme, current_client
+from service.api.deps import key_unless
 from service.schemas import Health, problems
 
 router = APIRouter(tags=["health"])
@@ -22,17 +22,10 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-async def readiness_access(request: Request, settings: SettingsDep) -> None:
-    """/readyz is open unless JOBS_PUBLIC_READYZ is false; then it takes an API key."""
-    if settings.public_readyz:
-        return
-    await current_client(request, settings, await bearer_scheme(request))
-
-
 @router.get(
     "/readyz",
     response_model=Health,
-    dependencies=[Depends(readiness_access)],
+    dependencies=[key_unless(lambda settings: settings.public_readyz)],
     responses={
         503: {"description": "PostgreSQL or Redis does not answer", "model": Health},
         **problems({401: "an API key is required here (JOBS_PUBLIC_READYZ=false)"}),

@@ -5,13 +5,13 @@ import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobs import registry
 from service import broker, ledger, metrics
-from service.api.deps import SettingsDep, bearer_scheme, brief_connection, current_client
+from service.api.deps import brief_connection, key_unless
 from service.schemas import problems
 
 log = logging.getLogger(__name__)
@@ -21,17 +21,10 @@ router = APIRouter(tags=["health"])
 _READ_TIMEOUT_S = 3.0
 
 
-async def metrics_access(request: Request, settings: SettingsDep) -> None:
-    """/metrics is open unless JOBS_PUBLIC_METRICS is false; then it takes an API key."""
-    if settings.public_metrics:
-        return
-    await current_client(request, settings, await bearer_scheme(request))
-
-
 @router.get(
     "/metrics",
     response_class=Response,
-    dependencies=[Depends(metrics_access)],
+    dependencies=[key_unless(lambda settings: settings.public_metrics)],
     responses={
         200: {"description": "Prometheus text format", "content": {"text/plain": {}}},
         **problems({401: "an API key is required here (JOBS_PUBLIC_METRICS=false)"}),
