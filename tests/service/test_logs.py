@@ -1,5 +1,6 @@
 """Secrets never reach a log line."""
 
+import json
 import logging
 
 import pytest
@@ -37,3 +38,37 @@ def test_records_are_redacted_whoever_logs_them(caplog: pytest.LogCaptureFixture
     assert "SECRETSECRETSECRET" not in caplog.text
     assert "failed with Bearer ***" in caplog.text
     assert "redis://:***@cache:6379/0" in caplog.text
+
+
+def _record(message: str, **extra: object) -> logging.LogRecord:
+    record = logging.getLogger("jobs.test").makeRecord(
+        "jobs.test", logging.INFO, __file__, 1, message, None, None, extra=extra
+    )
+    return record
+
+
+def test_json_lines_carry_the_running_jobs_fields() -> None:
+    with logs.job_fields(job_id="j-1", task="echo", attempt=2, worker="w1"):
+        line = json.loads(logs.JsonLines().format(_record("started")))
+    assert line["message"] == "started"
+    assert line["level"] == "INFO" and line["logger"] == "jobs.test"
+    assert (line["job_id"], line["task"], line["attempt"], line["worker"]) == (
+        "j-1",
+        "echo",
+        2,
+        "w1",
+    )
+    outside = json.loads(logs.JsonLines().format(_record("idle")))
+    assert "job_id" not in outside
+
+
+def test_readable_lines_on_a_terminal_name_the_job_too() -> None:
+    with logs.job_fields(job_id="j-2", task="sleep"):
+        text = logs.Readable().format(_record("half way"))
+    assert "INFO jobs.test: half way" in text
+    assert text.endswith("[job_id=j-2 task=sleep]")
+
+
+def test_fields_passed_with_extra_are_kept() -> None:
+    line = json.loads(logs.JsonLines().format(_record("enqueued", job_id="j-3")))
+    assert line["job_id"] == "j-3"
