@@ -41,10 +41,9 @@ def test_records_are_redacted_whoever_logs_them(caplog: pytest.LogCaptureFixture
 
 
 def _record(message: str, **extra: object) -> logging.LogRecord:
-    record = logging.getLogger("jobs.test").makeRecord(
+    return logging.getLogger("jobs.test").makeRecord(
         "jobs.test", logging.INFO, __file__, 1, message, None, None, extra=extra
     )
-    return record
 
 
 def test_json_lines_carry_the_running_jobs_fields() -> None:
