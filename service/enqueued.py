@@ -1,8 +1,9 @@
 """`enqueued_at` for the jobs an API process put on RQ, written a batch at a time, off the
 request path.
 
-A submit answers as soon as the job is committed and enqueued; the time RQ took it is
-recorded a few milliseconds later, for every job enqueued meanwhile, in one statement. If
+A submit answers as soon as the job is committed and enqueued, with `enqueued_at` set; the
+ledger records that time a few milliseconds later, for every job enqueued meanwhile, in one
+statement (unless a worker's claim, which sets it when it is missing, came first). If
 that write is lost (PostgreSQL away, the process killed), nothing else is: the row stays
 `queued` with no `enqueued_at`, and the reconciler checks Redis for it after
 JOBS_REDELIVER_AFTER_S (it is there, so it is only marked as seen).

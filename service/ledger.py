@@ -182,14 +182,15 @@ async def by_idempotency_keys(conn: AsyncConnection, owner: str, keys: list[str]
 
 
 _MARK_ENQUEUED = """
-UPDATE jobs SET enqueued_at = coalesce(jobs.enqueued_at, marked.at), updated_at = now()
+UPDATE jobs SET enqueued_at = marked.at, updated_at = now()
 FROM unnest($1::uuid[], $2::timestamptz[]) AS marked (id, at)
-WHERE jobs.id = marked.id
+WHERE jobs.id = marked.id AND jobs.enqueued_at IS NULL
 """
 
 
 async def mark_enqueued(conn: AsyncConnection, job_ids: list[UUID], at: list[datetime]) -> None:
-    """Record when RQ took each job (the first time only); one statement for them all."""
+    """Record when RQ took each job, unless a worker's claim recorded it first; one
+    statement for them all."""
     await (await _driver(conn)).execute(_MARK_ENQUEUED, job_ids, at)
 
 
@@ -370,7 +371,7 @@ def _with_event_sql(change: str) -> str:
 
 _CLAIM = _with_event_sql(
     "UPDATE jobs SET status = 'started', attempt = attempt + 1, worker = %(worker)s,"
-    " started_at = now(), updated_at = now(),"
+    " started_at = now(), updated_at = now(), enqueued_at = coalesce(enqueued_at, now()),"
     " lease_expires_at = now() + (timeout_s + %(margin)s) * interval '1 second'"
     " WHERE id = %(id)s"
     " AND (status = 'queued' OR (status = 'scheduled' AND run_at <= now()))"

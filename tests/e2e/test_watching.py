@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -50,6 +50,8 @@ def test_wait_over_60_seconds_is_refused(stack: Stack) -> None:
 
 def test_etag_gives_304_until_the_job_changes(stack: Stack) -> None:
     job_id = stack.submit("echo", value=1)
+    # the ledger records enqueued_at a moment after the submit answers: a change of its own
+    wait_until(lambda: stack.job(job_id)["enqueued_at"] is not None, 5, "enqueued_at")
     first = stack.http.get(f"/jobs/{job_id}")
     tag = first.headers["ETag"]
 
