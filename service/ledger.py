@@ -9,7 +9,8 @@ with a `Connection`. Callers own the transaction.
 import base64
 import binascii
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
@@ -143,9 +144,9 @@ def _insert_params(batch: list[NewJob], by: str) -> list[Any]:
 
 
 async def insert_jobs(conn: AsyncConnection, batch: list[NewJob]) -> list[Any]:
-    """Record new jobs, committed when this returns (the one statement is its own
-    transaction); those whose idempotency key was used before are left out. Rows come back
-    in no particular order, with the job's columns as attributes."""
+    """Record new jobs in one statement (its own transaction, unless inside `transaction`);
+    those whose idempotency key was used before are left out. Rows come back in no
+    particular order, with the job's columns as attributes."""
     records = await (await _driver(conn)).fetch(_INSERT_ASYNCPG, *_insert_params(batch, "api"))
     return [SimpleNamespace(**record) for record in records]
 
@@ -170,15 +171,25 @@ def insert_job_sync(conn: Connection, job: NewJob, by: str) -> Job | None:
     return conn.exec_driver_sql(_INSERT_PSYCOPG, tuple(params)).one_or_none()
 
 
-async def by_idempotency_key(conn: AsyncConnection, owner: str, key: str) -> Job:
-    stmt = select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
-    row: Job = (await conn.execute(stmt)).one()
+@asynccontextmanager
+async def transaction(conn: AsyncConnection) -> AsyncIterator[None]:
+    """One transaction around the asyncpg statements inside (a batch: all or nothing)."""
+    async with (await _driver(conn)).transaction():
+        yield
+
+
+_BY_KEYS = "SELECT * FROM jobs WHERE owner = $1 AND idempotency_key = ANY($2::text[])"
+
+
+async def by_idempotency_keys(conn: AsyncConnection, owner: str, keys: list[str]) -> list[Any]:
+    """The owner's jobs submitted with these idempotency keys."""
+    records = await (await _driver(conn)).fetch(_BY_KEYS, owner, keys)
+    return [SimpleNamespace(**record) for record in records]
+
+
+async def by_idempotency_key(conn: AsyncConnection, owner: str, key: str) -> Any:
+    [row] = await by_idempotency_keys(conn, owner, [key])
     return row
-
-
-async def by_idempotency_keys(conn: AsyncConnection, owner: str, keys: list[str]) -> list[Job]:
-    stmt = select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key.in_(keys))
-    return list((await conn.execute(stmt)).all())
 
 
 _MARK_ENQUEUED = """

@@ -130,9 +130,9 @@ async def submit_batch(
     if settings.rate_limit_on:
         await run_in_threadpool(ratelimit.take, redis, client.name, settings, len(body.jobs))
     new = _new_jobs(body, settings, client.name)
-    inserted = {row.id: row for row in await ledger.insert_jobs(conn, new)}
-    firsts = await _firsts(conn, client.name, [job for job in new if job.id not in inserted])
-    await conn.commit()
+    async with ledger.transaction(conn):  # a refused idempotency key undoes the whole batch
+        inserted = {row.id: row for row in await ledger.insert_jobs(conn, new)}
+        firsts = await _firsts(conn, client.name, [job for job in new if job.id not in inserted])
     for task_name, n in Counter(row.task for row in inserted.values()).items():
         metrics.SUBMITTED.labels(task_name).inc(n)
     queued = [row for row in inserted.values() if row.status == Status.QUEUED]
@@ -163,7 +163,7 @@ def _new_jobs(body: BatchIn, settings: Settings, client: str) -> list[ledger.New
 
 async def _firsts(
     conn: AsyncConnection, client: str, repeated: list[ledger.NewJob]
-) -> dict[UUID, Job]:
+) -> dict[UUID, Any]:
     """The first jobs of repeated idempotency keys, by the new id each stands in for."""
     if not repeated:
         return {}

@@ -63,10 +63,15 @@ async def test_batch_idempotency_keys(client: httpx.AsyncClient, ledger_rows: Le
     assert r.json()["jobs"][0]["id"] == first.json()["id"]
     assert [j["id"] for j in again.json()["jobs"]] == [j["id"] for j in r.json()["jobs"]]
     assert ledger_rows.count() == 2
-    clash = {"jobs": [{"task": "echo", "args": {"value": 3}, "idempotency_key": "k2"}]}
+    clash = {
+        "jobs": [
+            {"task": "echo", "args": {"value": 4}, "idempotency_key": "k3"},  # new
+            {"task": "echo", "args": {"value": 3}, "idempotency_key": "k2"},  # reused
+        ]
+    }
     conflict = await client.post("/jobs/batch", json=clash)
     assert conflict.status_code == 409
-    assert ledger_rows.count() == 2
+    assert ledger_rows.count() == 2  # all or nothing: the new job was not kept either
     repeat = {"jobs": [{"task": "echo", "idempotency_key": "k9"}] * 2}
     assert (await client.post("/jobs/batch", json=repeat)).status_code == 422
 
