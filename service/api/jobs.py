@@ -287,6 +287,9 @@ async def list_jobs(
         raise errors.OptionInvalid(
             f"limit {limit} is over the maximum of {settings.list_limit_max}"
         )
+    for name, value in (("task", task), ("queue", queue)):
+        if value is not None and "\x00" in value:  # PostgreSQL text cannot hold NUL
+            raise errors.OptionInvalid(f"{name} contains a NUL character")
     where = ledger.ListFilter(
         owner=client.owner_filter,
         status=status,

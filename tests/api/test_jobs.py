@@ -258,3 +258,10 @@ async def test_list_rejects_bad_parameters(
 
     assert r.status_code == 422
     assert message in r.text
+
+
+async def test_list_filters_with_a_nul_character_are_422(client: httpx.AsyncClient) -> None:
+    for name in ("task", "queue"):
+        r = await client.get("/jobs", params={name: "echo\x00x", "status": "started"})
+        assert r.status_code == 422
+        assert "NUL" in r.text
