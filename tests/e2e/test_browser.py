@@ -16,13 +16,13 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
-if CHROMIUM is None:  # `make install` and .ci/run install it where apt-get can
-    pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
+
+    # `make install` and .ci/run install it (apt-get install chromium)
+    assert CHROMIUM is not None, "chromium is not installed: apt-get install chromium"
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
