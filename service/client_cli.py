@@ -26,10 +26,6 @@ def _print(job: Any) -> None:
     click.echo(json.dumps(job, indent=2))
 
 
-def _client(url: str, key: str | None) -> JobsClient:
-    return JobsClient(url, key)
-
-
 def _exit_for(job: dict[str, Any]) -> None:
     """0 when the job finished, 1 when it failed or was canceled."""
     sys.exit(0 if job["status"] == "finished" else 1)
@@ -62,7 +58,7 @@ def submit(
     if not isinstance(args, dict):
         raise click.BadParameter("must be a JSON object", param_hint="ARGS_JSON")
     options = {k: v for k, v in {"queue": queue, "delay_s": delay_s}.items() if v is not None}
-    with _client(url, key) as jobs, _api_errors():
+    with JobsClient(url, key) as jobs, _api_errors():
         job = jobs.submit(task, args, idempotency_key=idempotency_key, **options)
         if not wait_:
             _print(job)
@@ -114,7 +110,7 @@ class _ProgressBar:
 @key_option
 def status(job_id: str, wait_s: float, url: str, key: str | None) -> None:
     """Print the job JOB_ID."""
-    with _client(url, key) as jobs, _api_errors():
+    with JobsClient(url, key) as jobs, _api_errors():
         job = jobs.get(job_id, wait=wait_s)
     _print(job)
     if job["status"] in FINAL:
@@ -127,7 +123,7 @@ def status(job_id: str, wait_s: float, url: str, key: str | None) -> None:
 @key_option
 def cancel(job_id: str, url: str, key: str | None) -> None:
     """Cancel the job JOB_ID; prints the job and what the cancel did."""
-    with _client(url, key) as jobs, _api_errors():
+    with JobsClient(url, key) as jobs, _api_errors():
         _print(jobs.cancel(job_id))
 
 

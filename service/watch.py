@@ -62,10 +62,6 @@ class Watcher:
                 if not waiters:
                     del self._waiters[job_id]
 
-    @property
-    def waiting(self) -> int:
-        return sum(len(events) for events in self._waiters.values())
-
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
             job_id = UUID(payload)

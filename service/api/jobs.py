@@ -326,10 +326,10 @@ async def get_job(
     with its current state. `ETag` names this state of the job: send it back in
     `If-None-Match` and an unchanged job costs a 304 with no body."""
     owner = client.owner_filter
-    async with brief_connection(request) as conn:
-        job = await ledger.get(conn, job_id, owner)
-    if wait and job["status"] not in TERMINAL:
-        job = await _wait_final(request, job_id, owner, job, wait)
+    if wait:
+        job = await _wait_final(request, job_id, owner, wait)
+    else:
+        job = await _read(request, job_id, owner)
     tag = etag(job)
     if if_none_match is not None and tag in (t.strip() for t in if_none_match.split(",")):
         return Response(status_code=304, headers={"ETag": tag})
@@ -342,17 +342,20 @@ def etag(job: Mapping[str, Any]) -> str:
     return f'"{job["id"].hex[:12]}-{job["updated_at"].timestamp():.6f}"'
 
 
+async def _read(request: Request, job_id: UUID, owner: str | None) -> Mapping[str, Any]:
+    async with brief_connection(request) as conn:
+        return await ledger.get(conn, job_id, owner)
+
+
 async def _wait_final(
-    request: Request, job_id: UUID, owner: str | None, job: Mapping[str, Any], wait: float
+    request: Request, job_id: UUID, owner: str | None, wait: float
 ) -> Mapping[str, Any]:
     """The job once it is final, or as it is after `wait` seconds. Holds no connection while
     it waits: the process's one listener wakes it when the job changes."""
     watcher: Watcher = request.app.state.watcher
     deadline = asyncio.get_running_loop().time() + wait
-    with watcher.watching(job_id) as changed:
-        # read again now that changes wake us: one may have landed since the first read
-        async with brief_connection(request) as conn:
-            job = await ledger.get(conn, job_id, owner)
+    with watcher.watching(job_id) as changed:  # before the first read: no change is missed
+        job = await _read(request, job_id, owner)
         while job["status"] not in TERMINAL:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
@@ -362,8 +365,7 @@ async def _wait_final(
             except TimeoutError:
                 break
             changed.clear()
-            async with brief_connection(request) as conn:
-                job = await ledger.get(conn, job_id, owner)
+            job = await _read(request, job_id, owner)
     return job
 
 
