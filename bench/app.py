@@ -1,27 +1,33 @@
 """The service's app plus the baselines the benchmarks compare it with, in the same process:
 a hello-world endpoint, an endpoint that only enqueues to RQ (no ledger), and one that
-hands the work to FastAPI's BackgroundTasks (no durability). Only `make bench` serves it."""
+hands the work to FastAPI's BackgroundTasks (no durability). Only `make bench` serves it:
+`uvicorn --factory bench.app:create_bench_app`."""
 
 from typing import Any
 from uuid import uuid4
 
-from fastapi import BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from jobs import registry
-from service import broker
+from service import broker, registry
 from service.main import create_app
 from service.schemas import JobIn
 
-app = create_app()
+baselines = APIRouter(prefix="/bench")
 
 
-@app.get("/bench/hello")
+def create_bench_app() -> FastAPI:
+    app = create_app()
+    app.include_router(baselines)
+    return app
+
+
+@baselines.get("/hello")
 async def hello() -> dict[str, str]:
     return {"hello": "world"}
 
 
-@app.post("/bench/rq-only", status_code=202)
+@baselines.post("/rq-only", status_code=202)
 async def rq_only(body: JobIn, request: Request) -> dict[str, Any]:
     task = registry.get(body.task)
     args = task.validate(body.args)
@@ -39,7 +45,7 @@ async def rq_only(body: JobIn, request: Request) -> dict[str, Any]:
     return {"id": str(job_id), "status": "queued"}
 
 
-@app.post("/bench/background", status_code=202)
+@baselines.post("/background", status_code=202)
 async def background(body: JobIn, tasks: BackgroundTasks) -> dict[str, Any]:
     task = registry.get(body.task)
     args = task.validate(body.args)

@@ -129,8 +129,8 @@ class Bench:
 
     def api(self) -> None:
         self.start(
-            "api", "uvicorn", "bench.app:app", "--port", str(self.port), "--log-level", "warning",
-            "--no-access-log",
+            "api", "uvicorn", "--factory", "bench.app:create_bench_app", "--port", str(self.port),
+            "--log-level", "warning", "--no-access-log",
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while True:
@@ -292,8 +292,7 @@ def submit_and_poll(bench: Bench, label: str = "") -> dict[str, Load]:
 
 
 def batch(bench: Bench) -> None:
-    from jobs import registry
-    from service import broker
+    from service import broker, registry
 
     n, per = (20 if bench.size["worker_jobs"] < 100 else 100), 1000
     body = {"jobs": [ECHO] * per}
@@ -346,8 +345,7 @@ def workers(bench: Bench) -> dict[str, float]:
 
 def seed_ledger_jobs(bench: Bench, n: int) -> None:
     """n queued echo rows, enqueued to RQ in pipelines (set-up, not measured)."""
-    from jobs import registry
-    from service import broker
+    from service import broker, registry
 
     registry.load(["jobs.builtin"])
     with bench.engine.begin() as conn:
@@ -365,8 +363,7 @@ def seed_ledger_jobs(bench: Bench, n: int) -> None:
 
 
 def seed_rq_jobs(bench: Bench, n: int) -> None:
-    from jobs import registry
-    from service import broker
+    from service import broker, registry
 
     task = registry.get("echo")
     queue = broker.queue("default", bench.redis)
@@ -399,8 +396,7 @@ def end_to_end(bench: Bench) -> None:
     """POST → final state seen by a long-poll, one job at a time, beside bare RQ (polled)."""
     from rq.job import Job
 
-    from jobs import registry
-    from service import broker
+    from service import broker, registry
 
     n = bench.size["e2e_jobs"]
     task = registry.get("echo")

@@ -1,14 +1,22 @@
 """`record_analytics`: a batch of events into `analytics_events`, in one statement."""
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 
-from jobs import context
-from jobs.registry import TaskArgs, task
-from service.tables import analytics_events
+from service.task_api import TaskArgs, current, task
+
+# (job_id, seq) is unique: a retried job inserts nothing twice.
+_INSERT = text(
+    "INSERT INTO analytics_events (job_id, seq, owner, name, properties, occurred_at)"
+    " SELECT CAST(:job_id AS uuid), e.n - 1, :owner, e.event->>'name', e.event->'properties',"
+    " CAST(e.event->>'occurred_at' AS timestamptz)"
+    " FROM jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS e (event, n)"
+    " ON CONFLICT (job_id, seq) DO NOTHING RETURNING id"
+)
 
 
 class Event(BaseModel):
@@ -26,24 +34,17 @@ class AnalyticsArgs(TaskArgs):
 @task(name="record_analytics", queue="analytics", timeout_s=60, max_attempts=5, backoff_s=5)
 def record_analytics(args: AnalyticsArgs) -> dict[str, Any]:
     """Append events (up to 1,000 a job) to analytics_events, all in one INSERT."""
-    ctx = context.current()
-    rows = [
+    ctx = current()
+    now = datetime.now(UTC)
+    events = [
         {
-            "job_id": ctx.job_id,
-            "seq": seq,
-            "owner": ctx.owner,
             "name": event.name,
             "properties": event.properties,
-            "occurred_at": event.occurred_at or datetime.now(UTC),
+            "occurred_at": (event.occurred_at or now).isoformat(),
         }
-        for seq, event in enumerate(args.events)
+        for event in args.events
     ]
-    # (job_id, seq) is unique: a retried job inserts nothing twice.
-    stmt = (
-        insert(analytics_events)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["job_id", "seq"])
-    )
+    params = {"job_id": str(ctx.job_id), "owner": ctx.owner, "events": json.dumps(events)}
     with ctx.engine().begin() as conn:
-        inserted = conn.execute(stmt.returning(analytics_events.c.id)).all()
-    return {"received": len(rows), "inserted": len(inserted)}
+        inserted = conn.execute(_INSERT, params).all()
+    return {"received": len(events), "inserted": len(inserted)}

@@ -4,8 +4,7 @@ import time
 
 from pydantic import ConfigDict, Field, JsonValue
 
-from jobs import context
-from jobs.registry import TaskArgs, task
+from service.task_api import TaskArgs, report_progress, task
 
 
 class EchoArgs(TaskArgs):
@@ -34,7 +33,7 @@ def sleep(args: SleepArgs) -> float:
         time.sleep(min(1.0, left))
         if args.seconds >= 2:
             done = min(1.0, 1 - max(0.0, end - time.monotonic()) / args.seconds)
-            context.report_progress(done, f"{done:.0%} slept")
+            report_progress(done, f"{done:.0%} slept")
     return args.seconds
 
 

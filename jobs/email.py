@@ -8,8 +8,7 @@ from typing import Any
 
 from pydantic import EmailStr, Field, model_validator
 
-from jobs import context
-from jobs.registry import PermanentError, TaskArgs, task
+from service.task_api import PermanentError, TaskArgs, current, task
 
 
 class EmailArgs(TaskArgs):
@@ -29,7 +28,7 @@ class EmailArgs(TaskArgs):
 @task(name="send_email", queue="email", timeout_s=60, max_attempts=5, backoff_s=30)
 def send_email(args: EmailArgs) -> dict[str, Any]:
     """Send an email (text and/or HTML) through the configured SMTP server."""
-    settings = context.current().settings
+    settings = current().settings
     message = _message(args, settings.smtp_from)
     smtp_class = smtplib.SMTP_SSL if settings.smtp_ssl else smtplib.SMTP
     # Connection failures raise and are retried; refusals that would repeat are permanent.

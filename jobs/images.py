@@ -12,8 +12,15 @@ from uuid import UUID
 
 from pydantic import Field, field_validator
 
-from jobs import context
-from jobs.registry import PermanentError, TaskArgs, task
+from service.task_api import (
+    PermanentError,
+    TaskArgs,
+    current,
+    report_progress,
+    save_artifact,
+    task,
+    upload_path,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PillowImage
@@ -58,8 +65,8 @@ class ImageRejected(PermanentError):
 )
 def make_thumbnails(args: ThumbnailArgs) -> dict[str, Any]:
     """Thumbnails of an uploaded image at each requested size, aspect ratio kept."""
-    ctx = context.current()
-    path = context.upload_path(args.upload_id)
+    ctx = current()
+    path = upload_path(args.upload_id)
     if not path.is_file():
         raise ImageRejected(f"no upload {args.upload_id} (uploads are kept per client)")
     image = _open(path.read_bytes(), ctx.settings.max_image_pixels)
@@ -73,9 +80,9 @@ def make_thumbnails(args: ThumbnailArgs) -> dict[str, Any]:
         out = io.BytesIO()
         thumb.save(out, pillow_format)
         name = f"thumb-{width}x{height}.{args.format}"
-        saved = context.save_artifact(name, out.getvalue(), content_type)
+        saved = save_artifact(name, out.getvalue(), content_type)
         artifacts.append({**saved, "width": thumb.width, "height": thumb.height})
-        context.report_progress(n / len(args.sizes), f"{name} done")
+        report_progress(n / len(args.sizes), f"{name} done")
     return {"source": {"width": image.width, "height": image.height}, "artifacts": artifacts}
 
 

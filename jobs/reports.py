@@ -8,14 +8,14 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from jobs import context
-from jobs.registry import TaskArgs, task
-from service import ledger
-from service.tables import Status
-
-COLUMNS = [
-    "task", "total", *[str(s) for s in Status], "success_rate", "p50_s", "p90_s", "p99_s",
-]  # fmt: skip
+from service.task_api import (
+    STATS_COLUMNS,
+    TaskArgs,
+    report_progress,
+    save_artifact,
+    task,
+    task_stats,
+)
 
 
 class ReportArgs(TaskArgs):
@@ -33,25 +33,23 @@ class ReportArgs(TaskArgs):
 @task(name="generate_report", queue="reports", timeout_s=600, max_attempts=3, backoff_s=10)
 def generate_report(args: ReportArgs) -> dict[str, Any]:
     """Counts, success rate and run-time percentiles per task, for your jobs in a time range."""
-    ctx = context.current()
     until = args.until or datetime.now(UTC)
     since = args.since or until - timedelta(days=1)
-    context.report_progress(0.1, "querying the ledger")
-    with ctx.engine().connect() as conn:
-        rows = ledger.report(conn, ctx.owner, since, until)
-    context.report_progress(0.7, f"writing {len(rows)} rows")
+    report_progress(0.1, "querying the ledger")
+    rows = task_stats(since, until)
+    report_progress(0.7, f"writing {len(rows)} rows")
     if args.format == "json":
         body = {"since": since.isoformat(), "until": until.isoformat(), "tasks": rows}
-        artifact = context.save_artifact(
+        artifact = save_artifact(
             "report.json", json.dumps(body, indent=2).encode(), "application/json"
         )
     else:
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=COLUMNS)
+        writer = csv.DictWriter(out, fieldnames=STATS_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-        artifact = context.save_artifact("report.csv", out.getvalue().encode(), "text/csv")
-    context.report_progress(1.0, "done")
+        artifact = save_artifact("report.csv", out.getvalue().encode(), "text/csv")
+    report_progress(1.0, "done")
     return {
         "since": since.isoformat(),
         "until": until.isoformat(),

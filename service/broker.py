@@ -19,8 +19,9 @@ from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from jobs import registry
-from jobs.registry import Task
+from service import registry
+from service.registry import Task
+from service.rows import JobRow
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def enqueue(
     )
 
 
-def enqueue_rows(connection: Redis, rows: Sequence[Any], result_ttl_s: int) -> None:
+def enqueue_rows(connection: Redis, rows: Sequence[JobRow], result_ttl_s: int) -> None:
     """Enqueue ledger rows in one pipeline; raises RedisError if Redis refuses."""
     with connection.pipeline() as pipe:
         for row in rows:
@@ -90,17 +91,7 @@ def enqueue_rows(connection: Redis, rows: Sequence[Any], result_ttl_s: int) -> N
         pipe.execute()
 
 
-def try_enqueue_rows(connection: Redis, rows: Sequence[Any], result_ttl_s: int) -> bool:
-    """`enqueue_rows`; False if Redis refused (the rows stay queued for a later delivery)."""
-    try:
-        enqueue_rows(connection, rows, result_ttl_s)
-    except RedisError as exc:
-        log.warning("%d jobs recorded but not enqueued: %s", len(rows), exc)
-        return False
-    return True
-
-
-def held(connection: Redis, rows: Sequence[Any]) -> set[UUID]:
+def held(connection: Redis, rows: Sequence[JobRow]) -> set[UUID]:
     """The rows whose job Redis holds: waiting in its queue, or taken by a worker.
 
     A job hash alone is not enough: a worker can pop an id and die before it claims it.

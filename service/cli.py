@@ -13,8 +13,7 @@ from typing import Any
 
 import click
 
-from jobs import registry
-from service import broker, db, errors, keys, logs
+from service import broker, client_cli, db, errors, keys, logs, registry
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("jobsvc")
@@ -52,7 +51,7 @@ def _require_redis(settings: Settings) -> None:
         _fail(f"cannot reach Redis at {db.redacted(str(settings.redis_url))}: {exc}")
 
 
-@click.group()
+@click.group(commands=client_cli.COMMANDS)
 def main() -> None:
     """Durable background jobs: API, workers and their tools."""
 
@@ -62,7 +61,7 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes")
 def api(host: str, port: int, workers: int) -> None:
-    """Serve the HTTP API (uvicorn, service.main:app)."""
+    """Serve the HTTP API (uvicorn, the app from service.main:create_app)."""
     import uvicorn
 
     settings = get_settings()
@@ -70,7 +69,8 @@ def api(host: str, port: int, workers: int) -> None:
     _require_database(settings)
     _require_redis(settings)
     uvicorn.run(
-        "service.main:app",
+        "service.main:create_app",
+        factory=True,
         host=host,
         port=port,
         workers=workers,
@@ -89,7 +89,7 @@ def api(host: str, port: int, workers: int) -> None:
 @click.option("--name", default=None, help="worker name (default: host.pid)")
 def worker(queues: tuple[str, ...], burst: bool, simple: bool, name: str | None) -> None:
     """Run an RQ worker that keeps the ledger current (all known queues by default)."""
-    from jobs.worker import LedgerWorker, SimpleLedgerWorker
+    from service.worker import LedgerWorker, SimpleLedgerWorker
 
     settings = get_settings()
     _setup_logging(settings)
@@ -306,13 +306,3 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-
-
-def _add_client_commands() -> None:
-    from service import client_cli
-
-    for command in client_cli.COMMANDS:
-        main.add_command(command)
-
-
-_add_client_commands()

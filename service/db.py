@@ -1,7 +1,9 @@
-"""Database engines: the API's pooled async engine (made in the lifespan), the worker's
-sync one, and database creation."""
+"""Database engines: the API's pooled async engine (made in the lifespan), the synchronous
+processes' psycopg one, database creation, and which database errors are outages."""
 
+import asyncpg
 from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.settings import Settings
@@ -63,3 +65,19 @@ def create_database(settings: Settings) -> bool:
 def redacted(url: str) -> str:
     """A database or Redis URL with its password hidden, for logs and messages."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+# asyncpg's own errors (the API runs statements on its connections) that mean the server
+# or the connection is away: refused, dropped, shutting down, restarting.
+_ASYNCPG_OUTAGES = (
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+
+def transient(exc: BaseException) -> bool:
+    """True if `exc` means the database is unreachable for now (retry later), not a bug."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, (*_ASYNCPG_OUTAGES, OSError, TimeoutError))

@@ -1,4 +1,5 @@
-"""Domain errors. The API maps them to HTTP in one place (`service.api.handlers`)."""
+"""Domain errors: what a client or a task can be told went wrong. They say what was wrong
+and what is allowed; they know nothing of HTTP (`service.api.handlers` maps them)."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -10,31 +11,22 @@ from pydantic import ValidationError
 class JobServiceError(Exception):
     """Base for errors a client can cause or must be told about."""
 
-    status_code = 400
-    headers: dict[str, str] = {}  # noqa: RUF012 - read-only defaults, overridden per instance
-
     @property
     def detail(self) -> Any:
         return str(self)
 
 
 class TaskUnknown(JobServiceError):
-    status_code = 422
-
     def __init__(self, name: str, known: Sequence[str]) -> None:
         super().__init__(f"unknown task {name!r}; known tasks: {', '.join(known)}")
 
 
 class QueueUnknown(JobServiceError):
-    status_code = 422
-
     def __init__(self, name: str, known: Sequence[str]) -> None:
         super().__init__(f"unknown queue {name!r}; known queues: {', '.join(known)}")
 
 
 class ArgsInvalid(JobServiceError):
-    status_code = 422
-
     def __init__(self, task: str, exc: ValidationError) -> None:
         super().__init__(f"args do not fit task {task!r}")
         self.errors = [
@@ -53,29 +45,21 @@ class ArgsInvalid(JobServiceError):
 
 
 class JobNotFound(JobServiceError):
-    status_code = 404
-
     def __init__(self, job_id: UUID | str) -> None:
         super().__init__(f"no job with id {job_id}")
 
 
 class JobAlreadyTerminal(JobServiceError):
-    status_code = 409
-
     def __init__(self, job_id: UUID, status: str, action: str) -> None:
         super().__init__(f"job {job_id} is already {status}; it cannot be {action}")
 
 
 class JobNotRetryable(JobServiceError):
-    status_code = 409
-
     def __init__(self, job_id: UUID, status: str) -> None:
         super().__init__(f"job {job_id} is {status}; only failed or canceled jobs can be retried")
 
 
 class IdempotencyKeyReused(JobServiceError):
-    status_code = 409
-
     def __init__(self, key: str, job_id: UUID) -> None:
         super().__init__(
             f"Idempotency-Key {key!r} was already used for a different request (job {job_id}); "
@@ -84,15 +68,11 @@ class IdempotencyKeyReused(JobServiceError):
 
 
 class CursorInvalid(JobServiceError):
-    status_code = 422
-
     def __init__(self) -> None:
         super().__init__("cursor is not one this service issued; pass next_cursor unchanged")
 
 
 class LedgerUnavailable(JobServiceError):
-    status_code = 503
-
     def __init__(self) -> None:
         super().__init__(
             "the job ledger (PostgreSQL) is unreachable; nothing was recorded, retry later"
@@ -102,23 +82,16 @@ class LedgerUnavailable(JobServiceError):
 class OptionInvalid(JobServiceError):
     """A submit option outside what this service allows."""
 
-    status_code = 422
-
 
 class Unauthenticated(JobServiceError):
-    status_code = 401
-    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012
-
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
 
 
 class RateLimited(JobServiceError):
-    status_code = 429
-
     def __init__(self, retry_after_s: int) -> None:
         super().__init__(f"too many submits; try again in {retry_after_s} s")
-        self.headers = {"Retry-After": str(retry_after_s)}
+        self.retry_after_s = retry_after_s
 
 
 class KeyNameInvalid(JobServiceError):
@@ -139,16 +112,12 @@ class KeyUnknown(JobServiceError):
 
 
 class ArtifactMissing(JobServiceError):
-    status_code = 404
-
     def __init__(self, job_id: UUID, why: str) -> None:
         super().__init__(f"no artifact for job {job_id}: {why}")
 
 
 class BatchInvalid(JobServiceError):
     """Some jobs of a batch were refused, so none was recorded."""
-
-    status_code = 422
 
     def __init__(self, problems: list[dict[str, Any]]) -> None:
         super().__init__("some jobs of the batch are not valid; none was recorded")
@@ -157,3 +126,15 @@ class BatchInvalid(JobServiceError):
     @property
     def detail(self) -> Any:
         return self.problems
+
+
+# ---------------------------------------------------------------- raised by tasks
+
+
+class PermanentError(Exception):
+    """Raise it (or a subclass) from a task when retrying cannot help: bad input, a
+    refused request. The job fails at once, whatever attempts are left."""
+
+
+class ResultInvalid(PermanentError):
+    """A task returned something the ledger cannot keep as JSON."""

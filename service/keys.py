@@ -11,14 +11,12 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import errors
-from service.tables import api_keys
+from service import errors, sql
 
 PREFIX = "jobsvc_"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
@@ -43,20 +41,15 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-_AUTHENTICATE = "SELECT name, admin FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
-
-
 async def authenticate(conn: AsyncConnection, key: str) -> Client | None:
     """The client a live key belongs to; None for an unknown or revoked key.
 
-    Straight to asyncpg (a prepared statement, no transaction). The API asks `KeyCache`
-    first, so this runs once per key and process until a key changes.
+    The API asks `KeyCache` first, so this runs once per key and process until a key
+    changes.
     """
     if not key.startswith(PREFIX) or len(key) > MAX_KEY_LENGTH:
         return None
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None
-    row = await driver.fetchrow(_AUTHENTICATE, _hash(key))
+    row = await sql.fetch_one(conn, sql.query("authenticate"), key_hash=_hash(key))
     return Client(row["name"], row["admin"]) if row else None
 
 
@@ -92,10 +85,13 @@ def create(conn: Connection, name: str, admin: bool) -> str:
         raise errors.KeyNameInvalid(name)
     key = PREFIX + secrets.token_urlsafe(32)
     try:
-        conn.execute(
-            insert(api_keys).values(
-                name=name, key_hash=_hash(key), prefix=key[: len(PREFIX) + 6], admin=admin
-            )
+        sql.run(
+            conn,
+            sql.query("create_key"),
+            name=name,
+            key_hash=_hash(key),
+            prefix=key[: len(PREFIX) + 6],
+            admin=admin,
         )
     except IntegrityError as exc:
         raise errors.KeyNameTaken(name) from exc
@@ -112,22 +108,10 @@ class KeyInfo:
 
 
 def list_keys(conn: Connection) -> list[KeyInfo]:
-    stmt = select(
-        api_keys.c.name,
-        api_keys.c.prefix,
-        api_keys.c.admin,
-        api_keys.c.created_at,
-        api_keys.c.revoked_at,
-    ).order_by(api_keys.c.created_at)
-    return [KeyInfo(**row._mapping) for row in conn.execute(stmt)]
+    return [KeyInfo(**row) for row in sql.rows(conn, sql.query("list_keys"))]
 
 
 def revoke(conn: Connection, name: str) -> None:
     """Revoke a key at once: its next request gets 401."""
-    stmt: Any = (
-        update(api_keys)
-        .where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
-        .values(revoked_at=func.now())
-    )
-    if conn.execute(stmt).rowcount == 0:
+    if sql.one(conn, sql.query("revoke_key"), name=name) is None:
         raise errors.KeyUnknown(name)

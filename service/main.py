@@ -1,4 +1,8 @@
-"""The FastAPI application: factory, lifespan (engine and Redis), routes, OpenAPI."""
+"""The FastAPI application: factory, lifespan (engine and Redis), routes, OpenAPI.
+
+Serve it with `jobsvc api`, or `uvicorn --factory service.main:create_app`: nothing is
+built, configured or connected until the factory runs.
+"""
 
 import logging
 from collections.abc import AsyncIterator
@@ -8,19 +12,18 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 
-from jobs import registry
-from service import broker, db, keys, logs
+from service import broker, db, keys, logs, registry
 from service.api import (
-    artifacts,
+    file_routes,
     handlers,
-    health,
-    jobs,
-    metrics,
+    health_routes,
+    job_routes,
+    metrics_routes,
     middleware,
     openapi,
-    stream,
+    stream_routes,
     swagger,
-    tasks,
+    task_routes,
 )
 from service.enqueued import EnqueuedMarks
 from service.settings import Settings, get_settings
@@ -67,12 +70,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     handlers.install(app)
     if docs:
         swagger.install(app, "/openapi.json")
-    app.include_router(artifacts.router)  # before jobs: /jobs/uploads is not a job id
-    app.include_router(jobs.router)
-    app.include_router(stream.router)
-    app.include_router(tasks.router)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
+    app.include_router(file_routes.router)  # before jobs: /jobs/uploads is not a job id
+    app.include_router(job_routes.router)
+    app.include_router(stream_routes.router)
+    app.include_router(task_routes.router)
+    app.include_router(health_routes.router)
+    app.include_router(metrics_routes.router)
     app.openapi = lambda: openapi.document(app, settings)  # type: ignore[method-assign]
     _install_middleware(app, settings)
     return app
@@ -95,9 +98,6 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
         middleware.SizeLimits,
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
-        larger={artifacts.UPLOADS: settings.max_upload_bytes},
+        larger={file_routes.UPLOADS: settings.max_upload_bytes},
     )
-    app.add_middleware(metrics.HttpMetrics)
-
-
-app = create_app()
+    app.add_middleware(middleware.HttpMetrics)

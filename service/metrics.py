@@ -33,7 +33,9 @@ def multiprocess() -> bool:
 
 if multiprocess():
     # Files are named by process; in containers every process may be pid 1, so the host
-    # name is part of the name (before any metric below is made).
+    # name is part of the name. This must happen before any metric below is made (a
+    # metric makes its value files when defined), so it is the one thing this module does
+    # at import, as prometheus-client itself reads PROMETHEUS_MULTIPROC_DIR at import.
     values.ValueClass = values.MultiProcessValue(  # type: ignore[no-untyped-call]
         lambda: f"{socket.gethostname()}-{os.getpid()}"
     )

@@ -1,4 +1,5 @@
-"""The reconciler: repairs what faults leave behind, so no accepted job is lost or stuck.
+"""The reconciler: repairs what faults leave behind, so no accepted job is lost or stuck
+(architecture.md, "Nothing is stuck").
 
 Each pass, in its own short transactions (rows picked with SKIP LOCKED, so several
 reconcilers can run at once):
@@ -16,18 +17,16 @@ back and the next pass tries again; a worker that dequeues first waits on the ro
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from jobs import registry
-from service import broker, db, errors, keys, ledger, metrics
+from service import broker, db, ledger, metrics, registry, submit
+from service.rows import JobRow
 from service.settings import Settings
 from service.tables import Status
 
@@ -129,74 +128,38 @@ class Reconciler:
     def _submit_callbacks(self, conn: Connection, repairs: Repairs) -> None:
         """One `deliver_callback` job (as `system`) per final job with a callback_url, each
         time it reaches a final state."""
-        if "deliver_callback" not in registry.names():
-            return
-        task = registry.get("deliver_callback")
-        submitted = []
-        for due in ledger.callbacks_due(conn, self.settings.reconcile_batch):
-            job = self._system_job(
-                task,
-                {"job_id": str(due.id), "finished_at": due.finished_at.isoformat()},
-                f"callback-{due.id}-{due.finished_at.isoformat()}",
+        deliveries = [
+            submit.system_job(
+                "deliver_callback",
+                {"job_id": str(due.job_id), "finished_at": due.finished_at.isoformat()},
+                idempotency_key=f"callback-{due.job_id}-{due.finished_at.isoformat()}",
                 max_attempts=self.settings.callback_attempts,
                 backoff_s=self.settings.callback_backoff_s,
             )
-            row = ledger.insert_job_sync(conn, job, "reconciler")
-            if row is not None:
-                submitted.append(row)
+            for due in ledger.callbacks_due(conn, self.settings.reconcile_batch)
+        ]
+        submitted = submit.record_sync(conn, deliveries, "reconciler") if deliveries else []
         self._enqueue(submitted)
         repairs.callbacks_submitted += len(submitted)
-
-    def _system_job(
-        self,
-        task: registry.Task,
-        args: dict[str, Any],
-        idempotency_key: str,
-        **policy: Any,
-    ) -> ledger.NewJob:
-        """A job the service submits itself, as the client `system`."""
-        return ledger.NewJob(
-            id=uuid.uuid4(),
-            task=task.name,
-            queue=task.queue,
-            args=task.validate(args),
-            timeout_s=task.timeout_s,
-            max_attempts=policy.get("max_attempts", task.max_attempts),
-            backoff_s=policy.get("backoff_s", task.backoff_s),
-            owner=keys.SYSTEM_CLIENT,
-            meta={"by": "reconciler"},
-            idempotency_key=idempotency_key,
-        )
 
     def _submit_cleanup(self, conn: Connection, repairs: Repairs) -> None:
         """Once every JOBS_CLEANUP_INTERVAL_S (one job per interval, however many reconcilers
         run: the interval's number is the idempotency key), submit `cleanup` as `system`."""
         interval = self.settings.cleanup_interval_s
-        if time.time() < self._next_cleanup or "cleanup" not in registry.names():
+        if time.time() < self._next_cleanup:
             return
-        task = registry.get("cleanup")
-        job = self._system_job(task, {}, f"cleanup-{int(time.time() // interval)}")
-        row = ledger.insert_job_sync(conn, job, "reconciler")
-        if row is not None:
-            self._enqueue([row])
+        key = f"cleanup-{int(time.time() // interval)}"
+        rows = submit.record_sync(
+            conn, [submit.system_job("cleanup", {}, idempotency_key=key)], "reconciler"
+        )
+        if rows:
+            self._enqueue(rows)
             repairs.cleanup_submitted = True
         self._next_cleanup = (time.time() // interval + 1) * interval
 
-    def _enqueue(self, rows: Sequence[Any]) -> list[Any]:
+    def _enqueue(self, rows: Sequence[JobRow]) -> list[JobRow]:
         """Enqueue the rows whose task this process knows; returns those."""
-        known = [row for row in rows if _task_known(row.task)]
-        if known:
-            broker.enqueue_rows(self.redis, known, self.settings.result_ttl_s)
-        return known
-
-
-def _task_known(name: str) -> bool:
-    try:
-        registry.get(name)
-    except errors.TaskUnknown as exc:
-        log.error("reconcile: cannot enqueue: %s (check JOBS_TASK_MODULES)", exc)
-        return False
-    return True
+        return submit.enqueue(self.redis, rows, self.settings)
 
 
 def serve(settings: Settings, interval_s: float, once: bool, ready: Callable[[], None]) -> None:

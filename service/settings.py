@@ -44,10 +44,9 @@ class Settings(BaseSettings):
             "jobs.images",
             "jobs.webhooks",
             "jobs.analytics",
-            "jobs.cleanup",
-            "jobs.callbacks",
         ],
-        description="comma-separated modules that define tasks",
+        description="comma-separated modules that define tasks (the service's own, cleanup and "
+        "deliver_callback, are always loaded)",
     )
     max_timeout_s: int = Field(default=3600, ge=1, description="cap on a submit's timeout_s")
     max_attempts_cap: int = Field(default=25, ge=1, description="cap on a submit's max_attempts")

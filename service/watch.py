@@ -13,14 +13,16 @@ job again, and runs the key callbacks.
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from uuid import UUID
 
 import asyncpg
 from sqlalchemy import make_url
 
+from service.rows import JobRow
 from service.settings import Settings
+from service.tables import TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +111,25 @@ class Watcher:
             if not conn.is_closed():
                 with suppress(Exception):
                     await asyncio.wait_for(conn.close(), 2)
+
+
+async def wait_final(
+    watcher: Watcher, job_id: UUID, read: Callable[[], Awaitable[JobRow]], wait_s: float
+) -> JobRow:
+    """The job once it is final, or as it is after `wait_s` seconds (a long-poll). `read`
+    takes a pooled connection only while it reads: none is held while waiting."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    with watcher.watching(job_id) as changed:  # before the first read: no change is missed
+        job = await read()
+        while job.status not in TERMINAL:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                break
+            changed.clear()
+            job = await read()
+    return job

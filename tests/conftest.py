@@ -93,7 +93,7 @@ def test_tasks() -> Iterator[None]:
     import importlib
     import sys
 
-    from jobs import registry
+    from service import registry
 
     before = dict(registry._tasks)
     sys.modules.pop("tests.tasks", None)

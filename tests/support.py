@@ -75,9 +75,8 @@ class Ledger:
 
 def run_worker_burst(settings: Settings, *queues: str) -> None:
     """Run every queued job in-process with the ledger hooks (SimpleWorker), then return."""
-    from jobs import registry
-    from jobs.worker import SimpleLedgerWorker
-    from service import broker
+    from service import broker, registry
+    from service.worker import SimpleLedgerWorker
 
     registry.load(settings.task_modules)
     connection = broker.connect(settings)

@@ -1,6 +1,6 @@
 """Tasks that exist only for tests; the `test_tasks` fixture registers them for one test."""
 
-from jobs.registry import TaskArgs, task
+from service.task_api import TaskArgs, task
 
 
 class NoArgs(TaskArgs):

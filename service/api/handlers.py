@@ -1,33 +1,68 @@
-"""Domain errors and an unreachable ledger, mapped to HTTP in one place."""
+"""Domain errors and an unreachable ledger, mapped to HTTP: the one place that knows which
+status each error is."""
 
 import logging
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from service import errors
+from service import db, errors
 
 log = logging.getLogger(__name__)
+
+# The most specific class listed for an error decides; anything else is a 400.
+STATUS: dict[type[errors.JobServiceError], int] = {
+    errors.TaskUnknown: 422,
+    errors.QueueUnknown: 422,
+    errors.ArgsInvalid: 422,
+    errors.OptionInvalid: 422,
+    errors.CursorInvalid: 422,
+    errors.BatchInvalid: 422,
+    errors.JobNotFound: 404,
+    errors.ArtifactMissing: 404,
+    errors.JobAlreadyTerminal: 409,
+    errors.JobNotRetryable: 409,
+    errors.IdempotencyKeyReused: 409,
+    errors.Unauthenticated: 401,
+    errors.RateLimited: 429,
+    errors.LedgerUnavailable: 503,
+}
+
+
+def status_of(exc: errors.JobServiceError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+def _headers(exc: errors.JobServiceError) -> dict[str, str]:
+    if isinstance(exc, errors.Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, errors.RateLimited):
+        return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, errors.LedgerUnavailable):
+        return {"Retry-After": "5"}
+    return {}
+
+
+def problem(exc: errors.JobServiceError) -> JSONResponse:
+    """The response for a domain error: `{"detail": ...}`, its status and headers."""
+    return JSONResponse({"detail": exc.detail}, status_code=status_of(exc), headers=_headers(exc))
 
 
 async def job_service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.JobServiceError)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return problem(exc)
 
 
 async def ledger_unreachable(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, DBAPIError) and not (
-        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-    ):
+    if not db.transient(exc):
         raise exc  # a bug, not an outage: let it be a 500 with a logged traceback
     log.warning("ledger unreachable: %s", exc.__class__.__name__)
-    unavailable = errors.LedgerUnavailable()
-    return JSONResponse(
-        {"detail": unavailable.detail},
-        status_code=unavailable.status_code,
-        headers={"Retry-After": "5"},
-    )
+    return problem(errors.LedgerUnavailable())
 
 
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -40,5 +75,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.JobServiceError, job_service_error)
     app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(DBAPIError, ledger_unreachable)
-    # asyncpg raises OSError subclasses (refused, unreachable) and TimeoutError on connect.
+    # asyncpg raises OSError subclasses (refused, unreachable) and TimeoutError on connect,
+    # and its own errors on a connection that drops.
     app.add_exception_handler(OSError, ledger_unreachable)
+    app.add_exception_handler(asyncpg.PostgresError, ledger_unreachable)
+    app.add_exception_handler(asyncpg.InterfaceError, ledger_unreachable)

@@ -1,18 +1,15 @@
-"""ASGI middleware: request size limits and security headers.
+"""ASGI middleware, all of it: request metrics, size limits and security headers.
 
 Pure ASGI (no BaseHTTPMiddleware), so a refused request costs little and streaming
 responses pass through untouched.
 """
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+import time
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import metrics
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -137,3 +134,32 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class HttpMetrics:
+    """Counts each request by method, route template and status, and times it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            method = scope["method"]
+            metrics.HTTP_REQUESTS.labels(method, template, str(status)).inc()
+            metrics.HTTP_SECONDS.labels(method, template).observe(time.perf_counter() - started)

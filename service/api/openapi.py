@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from jobs import registry
+from service import registry
 from service.settings import Settings
 
 _REF = "#/components/schemas/{model}"

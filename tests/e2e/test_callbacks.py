@@ -1,5 +1,5 @@
 """Completion callbacks with real processes: a loopback receiver gets the final job, signed,
-at least once; the verification code the README documents accepts it and refuses tampering."""
+at least once; the verification code the docs show accepts it and refuses tampering."""
 
 import json
 import re
@@ -17,15 +17,15 @@ from tests.e2e.conftest import FAST, Stack, wait_until
 pytestmark = pytest.mark.e2e
 
 SECRET = "callback-secret-for-tests"
-README = Path(__file__).resolve().parents[2] / "README.md"
+WATCHING = Path(__file__).resolve().parents[2] / "docs" / "watching.md"
 
 
-def readme_verify() -> Callable[..., bool]:
-    """The `verify` function exactly as the README's "Completion callbacks" section shows it."""
-    section = README.read_text().split("### Completion callbacks", 1)[1]
+def documented_verify() -> Callable[..., bool]:
+    """The `verify` function exactly as docs/watching.md's "Completion callbacks" shows it."""
+    section = WATCHING.read_text().split("## Completion callbacks", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
     namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/watching.md", "exec"), namespace)
     return namespace["verify"]  # type: ignore[no-any-return]
 
 
@@ -103,7 +103,7 @@ def test_the_final_job_is_posted_signed_and_verifies(make_stack: Any, receiver: 
     assert json.loads(body)["status"] == "finished"
     assert headers["Content-Type"] == "application/json"
 
-    verify = readme_verify()
+    verify = documented_verify()
     signature = headers["X-Jobs-Signature"]
     assert verify(SECRET.encode(), signature, body)
     assert not verify(SECRET.encode(), signature, body.replace(b'"done"', b'"fake"'))

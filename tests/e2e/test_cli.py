@@ -77,7 +77,7 @@ def test_stock_rq_worker_with_the_ledger_class(stack: Stack, tmp_path: Path) -> 
         "rq",
         "worker",
         "-w",
-        "jobs.worker.LedgerWorker",
+        "service.worker.LedgerWorker",
         "-S",
         "rq.serializers.JSONSerializer",
         "--url",

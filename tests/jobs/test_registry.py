@@ -2,9 +2,8 @@
 
 import pytest
 
-from jobs import registry
-from jobs.registry import TaskArgs, task
-from service import errors
+from service import errors, registry
+from service.task_api import TaskArgs, task
 
 
 @pytest.fixture(autouse=True)

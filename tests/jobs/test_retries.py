@@ -7,9 +7,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from jobs.worker import retry_delay
 from service import ledger
 from service.settings import Settings
+from service.worker import retry_delay
 from tests.support import Ledger, run_reconcile_pass, run_worker_burst
 
 

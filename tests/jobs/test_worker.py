@@ -8,8 +8,8 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from jobs import builtin, registry
-from service import broker
+from jobs import builtin
+from service import broker, registry
 from service.settings import Settings
 from tests.support import Ledger, run_worker_burst
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from service import errors, ledger
+from service import errors, ledger, rows
 from service.settings import Settings
 from tests.support import Ledger
 
@@ -44,12 +44,12 @@ class Driver:
         self.loop = loop
 
     def new_job(self, max_attempts: int, scheduled: bool) -> uuid.UUID:
-        job = ledger.NewJob(
+        job = rows.NewJob(
             id=uuid.uuid4(), task="echo", queue="default", args={}, timeout_s=30,
             max_attempts=max_attempts, backoff_s=0, owner="prop", meta={},
             run_at=ledger_now_plus(3600) if scheduled else None,
         )  # fmt: skip
-        self._api(lambda conn: ledger.insert_job(conn, job))
+        self._api(lambda conn: ledger.insert_jobs(conn, [job]))
         return job.id
 
     def _api(self, fn: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from jobs.webhooks import WebhookRefused, public_address
+from service.outbound import WebhookRefused, public_address
 from tests.e2e.conftest import Stack
 from tests.support import Ledger
 

@@ -1,27 +1,22 @@
 """What a running task can reach: its job, progress reports, artifacts, uploads, the ledger.
 
 The worker enters a context around each job (in the work horse, or in-process for
-`--simple`); tasks call the module functions:
-
-    from jobs import context
-    context.report_progress(0.5, "half way")
-    info = context.save_artifact("report.csv", data, "text/csv")
+`--simple`); tasks reach it through `service.task_api`.
 """
 
 import hashlib
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Engine
 
+from service import ledger, storage
 from service.settings import Settings
-
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -30,7 +25,7 @@ class JobContext:
     attempt: int
     owner: str
     settings: Settings
-    engine: Callable[[], Engine]  # this process's ledger engine
+    engine: Callable[[], Engine]  # this process's ledger engine, for a task's own SQL
     write: Callable[..., Any]  # the worker's retrying ledger write
 
 
@@ -38,7 +33,7 @@ _current: JobContext | None = None
 
 
 @contextmanager
-def entered(ctx: JobContext) -> Any:
+def entered(ctx: JobContext) -> Iterator[JobContext]:
     global _current
     _current = ctx
     try:
@@ -48,6 +43,7 @@ def entered(ctx: JobContext) -> Any:
 
 
 def current() -> JobContext:
+    """The running job's context; RuntimeError outside a task."""
     if _current is None:
         raise RuntimeError("no job is running here: call this from inside a task")
     return _current
@@ -55,32 +51,17 @@ def current() -> JobContext:
 
 def report_progress(value: float, message: str | None = None) -> None:
     """Show how far the job is (0..1, and a short message) on its ledger row."""
-    from service import ledger
-
     ctx = current()
     value = min(1.0, max(0.0, float(value)))
     ctx.write(ledger.progress, ctx.job_id, ctx.attempt, value, (message or None) and message[:500])
 
 
-def artifact_dir(job_id: UUID, settings: Settings) -> Path:
-    return settings.artifacts_dir / "jobs" / str(job_id)
-
-
-def is_safe_name(name: str) -> bool:
-    """A plain file name: no path separators, no leading dot."""
-    return bool(_SAFE_NAME.match(name))
-
-
-def save_artifact(name: str, data: bytes, content_type: str) -> dict[str, Any]:
+def save_artifact(name: str, data: bytes, content_type: str) -> dict[str, object]:
     """Keep a file the job made; returns what to put in the result's `artifacts` list."""
-    if not is_safe_name(name):
+    if not storage.is_safe_name(name):
         raise ValueError(f"artifact name {name!r} is not a plain file name")
     ctx = current()
-    directory = artifact_dir(ctx.job_id, ctx.settings)
-    directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f".{name}.partial"
-    partial.write_bytes(data)
-    partial.replace(directory / name)  # readers never see half a file
+    storage.write_whole(storage.artifact_dir(ctx.settings.artifacts_dir, ctx.job_id) / name, data)
     return {
         "name": name,
         "size": len(data),
@@ -89,12 +70,15 @@ def save_artifact(name: str, data: bytes, content_type: str) -> dict[str, Any]:
     }
 
 
-def uploads_dir(owner: str, settings: Settings) -> Path:
-    """A client's uploads; the directory is named by a hash of the client, never by input."""
-    return settings.artifacts_dir / "uploads" / hashlib.sha256(owner.encode()).hexdigest()[:24]
-
-
 def upload_path(upload_id: UUID) -> Path:
     """The file of one of this job's owner's uploads (another client's is not reachable)."""
     ctx = current()
-    return uploads_dir(ctx.owner, ctx.settings) / str(upload_id)
+    return storage.uploads_dir(ctx.settings.artifacts_dir, ctx.owner) / str(upload_id)
+
+
+def task_stats(since: datetime, until: datetime) -> list[dict[str, object]]:
+    """Per task, for the running job's owner's jobs created in [since, until): counts by
+    status, success rate and run-time percentiles (`ledger.STATS_COLUMNS`)."""
+    ctx = current()
+    with ctx.engine().connect() as conn:
+        return ledger.task_stats(conn, ctx.owner, since, until)

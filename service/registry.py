@@ -1,5 +1,8 @@
 """The task registry: `@task` turns a function of one pydantic args model into a named task.
 
+Task modules are loaded by name from the settings (JOBS_TASK_MODULES), beside the service's
+own system tasks (`SYSTEM_TASK_MODULES`); the service never imports a task module itself.
+
 The decorated name stays a plain module-level function that takes the args as keyword
 arguments, so RQ stores it by its dotted name (rq-dashboard shows the real task) and a
 worker imports exactly the function that the API enqueued.
@@ -103,20 +106,11 @@ def task(
     return register
 
 
-class PermanentError(Exception):
-    """Raise it (or a subclass) from a task when retrying cannot help: bad input, a
-    refused request. The job fails at once, whatever attempts are left."""
-
-
-class ResultInvalid(PermanentError):
-    """A task returned something the ledger cannot keep as JSON."""
-
-
 def _json_result(value: Any) -> Any:
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ResultInvalid(f"the task's result is not JSON: {exc}") from None
+        raise errors.ResultInvalid(f"the task's result is not JSON: {exc}") from None
     return value
 
 
@@ -130,9 +124,14 @@ def _args_model(fn: Callable[..., Any]) -> type[TaskArgs]:
     return model
 
 
+# The service's own work: completion callbacks and retention, submitted by the reconciler.
+SYSTEM_TASK_MODULES = ("service.callbacks", "service.retention")
+
+
 def load(modules: Iterable[str]) -> None:
-    """Import the modules that define tasks (they register themselves)."""
-    for module in modules:
+    """Import the modules that define tasks (they register themselves), after the service's
+    own."""
+    for module in (*SYSTEM_TASK_MODULES, *modules):
         importlib.import_module(module)
 
 
@@ -141,7 +140,8 @@ def preload(queue_names: Iterable[str]) -> None:
     wanted = set(queue_names)
     for t in _tasks.values():
         if t.queue in wanted:
-            load(t.preload)
+            for module in t.preload:
+                importlib.import_module(module)
 
 
 def get(name: str) -> Task:

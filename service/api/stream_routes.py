@@ -71,13 +71,13 @@ async def _events(
                 return  # deleted (retention) while watched
             for event in new:
                 name = "callback" if event.detail.get("by") == "callback" else event.status
-                yield _sse(name, EventOut.model_validate(event).model_dump_json(), event.id)
+                yield _sse(name, EventOut.model_validate(vars(event)).model_dump_json(), event.id)
                 after = event.id
-            if job["status"] == Status.STARTED and job["progress"] not in (None, progress):
-                progress = job["progress"]
+            if job.status == Status.STARTED and job.progress not in (None, progress):
+                progress = job.progress
                 yield _sse("progress", json.dumps(progress))
-            if job["status"] in TERMINAL:
-                yield _sse("job", JobOut.model_validate(dict(job)).model_dump_json())
+            if job.status in TERMINAL:
+                yield _sse("job", JobOut.model_validate(vars(job)).model_dump_json())
                 return
             try:
                 await asyncio.wait_for(changed.wait(), KEEPALIVE_S)

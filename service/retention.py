@@ -12,9 +12,8 @@ from typing import Any
 
 from pydantic import Field
 
-from jobs import context
-from jobs.registry import TaskArgs, task
-from service import keys, ledger
+from service import context, keys, ledger, storage
+from service.registry import TaskArgs, task
 
 
 class CleanupArgs(TaskArgs):
@@ -30,12 +29,13 @@ def cleanup(args: CleanupArgs) -> dict[str, Any]:
     days = ctx.settings.retention_days if args.older_than_days is None else args.older_than_days
     before = datetime.now(UTC) - timedelta(days=days)
     owner = None if ctx.owner == keys.SYSTEM_CLIENT else ctx.owner
+    root = ctx.settings.artifacts_dir
     deleted = 0
     while True:
         with ctx.engine().begin() as conn:
             ids = ledger.delete_final(conn, before, owner, ctx.settings.cleanup_batch)
         for job_id in ids:
-            shutil.rmtree(context.artifact_dir(job_id, ctx.settings), ignore_errors=True)
+            shutil.rmtree(storage.artifact_dir(root, job_id), ignore_errors=True)
         deleted += len(ids)
         context.report_progress(0.5, f"{deleted} jobs deleted")
         if len(ids) < ctx.settings.cleanup_batch:
@@ -45,8 +45,10 @@ def cleanup(args: CleanupArgs) -> dict[str, Any]:
 
 
 def _old_uploads(ctx: context.JobContext, owner: str | None, before: float) -> int:
-    root = ctx.settings.artifacts_dir / "uploads"
-    folders = [context.uploads_dir(owner, ctx.settings)] if owner else list(root.glob("*"))
+    root = ctx.settings.artifacts_dir
+    folders = (
+        [storage.uploads_dir(root, owner)] if owner else list(storage.uploads_root(root).glob("*"))
+    )
     removed = 0
     for folder in folders:
         for path in folder.glob("*"):

@@ -1,16 +1,13 @@
-"""`/metrics`: Prometheus text, and the middleware that counts HTTP requests."""
+"""`/metrics`: Prometheus text."""
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobs import registry
-from service import broker, ledger, metrics
+from service import broker, ledger, metrics, registry
 from service.api.deps import brief_connection, key_unless
 from service.schemas import problems
 
@@ -50,32 +47,3 @@ async def scrape(request: Request) -> Response:
         log.warning("metrics: ledger counts unavailable (%s)", type(exc).__name__)
     body = await run_in_threadpool(metrics.exposition, current)
     return Response(body, media_type=metrics.CONTENT_TYPE)
-
-
-class HttpMetrics:
-    """Counts each request by method, route template and status, and times it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            method = scope["method"]
-            metrics.HTTP_REQUESTS.labels(method, template, str(status)).inc()
-            metrics.HTTP_SECONDS.labels(method, template).observe(time.perf_counter() - started)

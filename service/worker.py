@@ -10,7 +10,7 @@ All ledger writes happen in the worker's main process, around RQ's own `execute_
 
 So a work horse never touches the database for bookkeeping, a horse killed by a signal is
 recorded like any other failure, and the main process keeps one small pool for its life.
-Start with `jobsvc worker [--simple]`, or `rq worker -w jobs.worker.LedgerWorker
+Start with `jobsvc worker [--simple]`, or `rq worker -w service.worker.LedgerWorker
 -S rq.serializers.JSONSerializer`.
 """
 
@@ -34,10 +34,10 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from jobs import context, registry
-from service import db, errors, ledger, logs, metrics
+from service import context, db, errors, ledger, logs, metrics, registry
+from service.rows import JobRow
 from service.settings import Settings, get_settings
 from service.tables import Status
 
@@ -97,7 +97,8 @@ class LedgerHooks:
 
     def write(self, fn: Callable[..., T], *args: Any) -> T | None:
         """Run one ledger statement (autocommit: it is its own transaction), retrying
-        transient errors with backoff for up to JOBS_WORKER_DB_RETRY_S.
+        transient errors with backoff for up to JOBS_WORKER_DB_RETRY_S (architecture.md,
+        "Outcomes survive database outages").
 
         None when the database stays unreachable: the job's row is left as it was, and the
         reconciler delivers it again (queued) or its lease expires (started).
@@ -109,7 +110,7 @@ class LedgerHooks:
                 with self._engine(autocommit=True).connect() as conn:
                     return fn(conn, *args)
             except DBAPIError as exc:
-                if not _transient(exc):
+                if not db.transient(exc):
                     raise
                 if time.monotonic() + delay > deadline:
                     log.error("ledger unreachable, giving up on this write: %s", exc.orig)
@@ -140,7 +141,7 @@ class LedgerHooks:
             metrics.STARTED.labels(claimed.task).inc()
             since = claimed.enqueued_at or claimed.created_at
             metrics.QUEUE_WAIT_SECONDS.labels(claimed.task).observe(
-                max(0.0, (claimed.started_at - since).total_seconds())
+                max(0.0, ((claimed.started_at or since) - since).total_seconds())
             )
             started = time.perf_counter()
             with context.entered(ctx):
@@ -202,7 +203,7 @@ class LedgerHooks:
             "execution_id": execution.id if execution else None,
             "type": _error_type(exc_type),
             "message": str(exc_value)[:MESSAGE_LIMIT],
-            "permanent": issubclass(exc_type, registry.PermanentError),
+            "permanent": issubclass(exc_type, errors.PermanentError),
         }
         try:
             job.save_meta()  # type: ignore[no-untyped-call]
@@ -210,8 +211,9 @@ class LedgerHooks:
             log.warning("job %s: error details not saved to Redis", job.id)
         return True
 
-    def _claim(self, job: Job) -> ledger.Job | None:
-        """The started row if this job may run here (DESIGN invariant 2), else None."""
+    def _claim(self, job: Job) -> JobRow | None:
+        """The started row if this job may run here (architecture.md, "The row is the
+        lock"), else None."""
         try:
             job_id = UUID(job.id)
         except ValueError:
@@ -233,7 +235,7 @@ class LedgerHooks:
             return None
         return row
 
-    def _record_outcome(self, job: Job, row: ledger.Job) -> None:
+    def _record_outcome(self, job: Job, row: JobRow) -> None:
         if self._returned is not None and self._returned[0] == self._execution_id:
             self._record_success(row, self._returned[1])
             return
@@ -252,7 +254,7 @@ class LedgerHooks:
         else:
             self._noted(row, self._record_failure(row, self._describe_failure(job, result)))
 
-    def _record_success(self, row: ledger.Job, value: Any) -> None:
+    def _record_success(self, row: JobRow, value: Any) -> None:
         try:
             written = self.write(ledger.finish, row.id, row.attempt, value)
         except DBAPIError as exc:  # e.g. a string with NUL, which JSONB refuses
@@ -261,9 +263,9 @@ class LedgerHooks:
             written = self.write(ledger.fail, row.id, row.attempt, error)
         self._noted(row, written)
 
-    def _noted(self, row: ledger.Job, written: ledger.Job | None) -> None:
+    def _noted(self, row: JobRow, written: JobRow | None) -> None:
         if written is not None:
-            _OUTCOMES[written.status].labels(row.task).inc()
+            _OUTCOMES[Status(written.status)].labels(row.task).inc()
             log.info("job %s %s", row.id, written.status)
         else:
             log.info(
@@ -272,7 +274,7 @@ class LedgerHooks:
                 row.attempt,
             )
 
-    def _record_failure(self, row: ledger.Job, error: dict[str, Any]) -> ledger.Job | None:
+    def _record_failure(self, row: JobRow, error: dict[str, Any]) -> JobRow | None:
         """Fail the attempt: `scheduled` for a retry while attempts are left, else `failed`."""
         if error["permanent"] or row.attempt >= row.max_attempts:
             return self.write(ledger.fail, row.id, row.attempt, error)
@@ -312,7 +314,7 @@ def retry_delay(backoff_s: float, attempt: int, cap_s: float) -> float:
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
 
 
-def _payload_mismatch(job: Job, row: ledger.Job) -> str | None:
+def _payload_mismatch(job: Job, row: JobRow) -> str | None:
     """Why the RQ payload is not the ledger's job, or None: only the recorded task runs."""
     try:
         task = registry.get(row.task)
@@ -331,7 +333,7 @@ def _payload_mismatch(job: Job, row: ledger.Job) -> str | None:
 def _error_type(exc_type: type[BaseException]) -> str:
     if issubclass(exc_type, JobTimeoutException):
         return "timeout"
-    if issubclass(exc_type, registry.ResultInvalid):
+    if issubclass(exc_type, errors.ResultInvalid):
         return "result_invalid"
     return exc_type.__name__
 
@@ -341,10 +343,6 @@ def _error(
 ) -> dict[str, Any]:
     """A failed attempt, as the ledger keeps it; `permanent` ones are not retried."""
     return {"type": kind, "message": message, "traceback": traceback, "permanent": permanent}
-
-
-def _transient(exc: DBAPIError) -> bool:
-    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
 
 
 class LedgerWorker(LedgerHooks, Worker):

@@ -2,17 +2,16 @@
 (`GET /jobs/{id}/artifact`, `GET /jobs/{id}/artifacts/{name}`)."""
 
 import hashlib
-from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Header, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
-from jobs import context
-from service import errors, ledger
+from service import errors, ledger, storage
 from service.api.deps import ClientDep, ConnDep, SettingsDep
 from service.schemas import UploadOut, problems
 from service.settings import Settings
@@ -58,20 +57,14 @@ async def upload(
     if not data:
         raise errors.OptionInvalid("the upload is empty: send the file as the request body")
     upload_id = uuid4()
-    await run_in_threadpool(_store, context.uploads_dir(client.name, settings), upload_id, data)
+    path = storage.uploads_dir(settings.artifacts_dir, client.name) / str(upload_id)
+    await run_in_threadpool(storage.write_whole, path, data)
     return UploadOut(
         upload_id=upload_id,
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         content_type=content_type,
     )
-
-
-def _store(directory: Path, upload_id: UUID, data: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f".{upload_id}.partial"
-    partial.write_bytes(data)
-    partial.replace(directory / str(upload_id))
 
 
 @router.get("/{job_id}/artifact", response_class=FileResponse, responses=_ERRORS)
@@ -99,11 +92,13 @@ async def named_artifact(
     raise errors.ArtifactMissing(job_id, f"no artifact named {name!r}")
 
 
-async def _artifacts(conn: Any, job_id: UUID, owner: str | None) -> list[dict[str, Any]]:
+async def _artifacts(
+    conn: AsyncConnection, job_id: UUID, owner: str | None
+) -> list[dict[str, Any]]:
     row = await ledger.get(conn, job_id, owner)
-    if row["status"] != Status.FINISHED:
-        raise errors.ArtifactMissing(job_id, f"the job is {row['status']}, not finished")
-    result = row["result"]
+    if row.status != Status.FINISHED:
+        raise errors.ArtifactMissing(job_id, f"the job is {row.status}, not finished")
+    result = row.result
     files = result.get("artifacts") if isinstance(result, dict) else None
     if not files:
         raise errors.ArtifactMissing(job_id, "the job made no artifact")
@@ -111,7 +106,7 @@ async def _artifacts(conn: Any, job_id: UUID, owner: str | None) -> list[dict[st
 
 
 def _file(job_id: UUID, info: dict[str, Any], settings: Settings) -> FileResponse:
-    path = context.artifact_dir(job_id, settings) / str(info["name"])
-    if not context.is_safe_name(str(info["name"])) or not path.is_file():
+    path = storage.artifact_dir(settings.artifacts_dir, job_id) / str(info["name"])
+    if not storage.is_safe_name(str(info["name"])) or not path.is_file():
         raise errors.ArtifactMissing(job_id, "its file is gone (cleaned up?)")
     return FileResponse(path, media_type=info.get("content_type"), filename=str(info["name"]))

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Depends
 
-from jobs import registry
+from service import registry
 from service.api.deps import current_client
 from service.schemas import TaskOut, problems
 

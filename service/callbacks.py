@@ -14,10 +14,11 @@ from uuid import UUID
 
 from pydantic import Field
 
-from jobs import context
-from jobs.registry import PermanentError, TaskArgs, task
-from jobs.webhooks import WebhookRefused, post, public_address
-from service import keys, ledger, signing
+from service import context, keys, ledger, signing
+from service.errors import PermanentError
+from service.outbound import WebhookRefused, post, public_address
+from service.registry import TaskArgs, task
+from service.schemas import JobOut
 
 
 class CallbackArgs(TaskArgs):
@@ -41,8 +42,6 @@ class CallbackFailed(Exception):
 def deliver_callback(args: CallbackArgs) -> dict[str, Any]:
     """POST the final job to its callback_url, signed; retried until a 2xx answer."""
     import httpx
-
-    from service.schemas import JobOut
 
     ctx = context.current()
     if ctx.owner != keys.SYSTEM_CLIENT:

@@ -1,0 +1,258 @@
+"""`/jobs`: submit, read, list, cancel and retry jobs (HTTP in and out; the work is in
+`service.submit`, `service.ledger` and `service.broker`)."""
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from service import broker, errors, ledger, ratelimit, submit, watch
+from service.api.deps import (
+    ClientDep,
+    ConnDep,
+    RedisDep,
+    SettingsDep,
+    SubmitterDep,
+    brief_connection,
+)
+from service.rows import JobRow
+from service.schemas import (
+    BatchIn,
+    BatchOut,
+    CanceledOut,
+    EventOut,
+    JobIn,
+    JobOut,
+    JobPage,
+    problems,
+)
+from service.tables import Status
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+_errors = problems(
+    {
+        401: "no API key, or not a live one",
+        404: "no such job (or not yours)",
+        422: "a parameter or field that is not valid here",
+        503: "the ledger is unreachable",
+    }
+)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        **_errors,
+        **problems(
+            {
+                409: "this Idempotency-Key was used for a different request",
+                413: "the request body is too large",
+                429: "too many submits: wait Retry-After seconds",
+            }
+        ),
+        200: {"description": "the job first submitted with this Idempotency-Key", "model": JobOut},
+    },
+)
+async def submit_job(
+    body: JobIn,
+    request: Request,
+    response: Response,
+    conn: ConnDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    client: SubmitterDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(min_length=1, max_length=200, description="the same key returns the same job"),
+    ] = None,
+) -> JobOut:
+    """Record the job in the ledger, then put it on its RQ queue; answers 202 with the job."""
+    new = submit.prepare(body, settings, client.name, idempotency_key)
+    row, created = await submit.record(conn, new)
+    response.headers["Location"] = f"/jobs/{row.id}"
+    if not created:  # the first job of this Idempotency-Key
+        response.status_code = 200
+        return _out(row)
+    [row] = await submit.hand_over(redis, request.app.state.marks, settings, [row])
+    return _out(row)
+
+
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=BatchOut,
+    responses={
+        **_errors,
+        **problems(
+            {
+                409: "an idempotency key was used for a different request",
+                413: "the request body is too large",
+                429: "too many submits: wait Retry-After seconds",
+            }
+        ),
+    },
+)
+async def submit_batch(
+    body: BatchIn,
+    request: Request,
+    conn: ConnDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    client: ClientDep,
+) -> BatchOut:
+    """Up to 1,000 jobs, all or nothing: one transaction, one Redis pipeline. A job whose
+    idempotency key was used before comes back as it was first submitted."""
+    if settings.rate_limit_on:
+        await run_in_threadpool(ratelimit.take, redis, client.name, settings, len(body.jobs))
+    new = submit.prepare_batch(body, settings, client.name)
+    rows, created = await submit.record_batch(conn, new)
+    sent = await submit.hand_over(redis, request.app.state.marks, settings, created)
+    by_id = {row.id: row for row in sent}
+    return BatchOut(jobs=[_out(by_id.get(row.id, row)) for row in rows])
+
+
+def _out(row: JobRow) -> JobOut:
+    return JobOut.model_validate(vars(row))
+
+
+@router.get("", response_model=JobPage, responses=_errors)
+async def list_jobs(
+    conn: ConnDep,
+    settings: SettingsDep,
+    client: ClientDep,
+    status: Status | None = None,
+    task: str | None = None,
+    queue: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, description="page size, up to JOBS_LIST_LIMIT_MAX")] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JobPage:
+    """Your jobs, newest first, one page at a time (keyset pagination)."""
+    if limit > settings.list_limit_max:
+        raise errors.OptionInvalid(
+            f"limit {limit} is over the maximum of {settings.list_limit_max}"
+        )
+    for name, value in (("task", task), ("queue", queue)):
+        if value is not None and "\x00" in value:  # PostgreSQL text cannot hold NUL
+            raise errors.OptionInvalid(f"{name} contains a NUL character")
+    where = ledger.ListFilter(
+        owner=client.owner_filter,
+        status=status,
+        task=task,
+        queue=queue,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    rows, next_cursor = await ledger.list_jobs(conn, where, limit, cursor)
+    return JobPage(items=[_out(row) for row in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/{job_id}",
+    response_model=JobOut,
+    responses={**_errors, 304: {"description": "unchanged since the ETag in If-None-Match"}},
+)
+async def get_job(
+    job_id: UUID,
+    request: Request,
+    response: Response,
+    client: ClientDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=60,
+            description="hold the request up to this many seconds until the job is final",
+        ),
+    ] = 0,
+    if_none_match: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    """The job. With `wait`, answers as soon as the job is final, or after `wait` seconds
+    with its current state. `ETag` names this state of the job: send it back in
+    `If-None-Match` and an unchanged job costs a 304 with no body."""
+    owner = client.owner_filter
+
+    async def read() -> JobRow:
+        async with brief_connection(request) as conn:
+            return await ledger.get(conn, job_id, owner)
+
+    job = await (
+        watch.wait_final(request.app.state.watcher, job_id, read, wait) if wait else read()
+    )
+    tag = etag(job)
+    if if_none_match is not None and tag in (t.strip() for t in if_none_match.split(",")):
+        return Response(status_code=304, headers={"ETag": tag})
+    response.headers["ETag"] = tag
+    return _out(job)
+
+
+def etag(job: JobRow) -> str:
+    """Every change of a job moves its updated_at, so (id, updated_at) names its state."""
+    return f'"{job.id.hex[:12]}-{job.updated_at.timestamp():.6f}"'
+
+
+_NOTICES = {
+    broker.Stop.STOPPED: "canceled while running: its work horse was stopped",
+    broker.Stop.REQUESTED: (
+        "cancel requested: the worker cannot stop this job mid-run (SimpleWorker); "
+        "it is canceled, and its outcome will be discarded"
+    ),
+    broker.Stop.GONE: "canceled while running: no live worker held it",
+}
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=CanceledOut,
+    responses={
+        **_errors,
+        **problems({409: "the job is already final"}),
+        202: {"description": "a running job that its worker cannot stop", "model": CanceledOut},
+    },
+)
+async def cancel(
+    job_id: UUID, response: Response, conn: ConnDep, redis: RedisDep, client: ClientDep
+) -> CanceledOut:
+    """Cancel a job: a queued or scheduled one never runs; a running one is stopped where
+    its worker can stop it, and its outcome is discarded in any case."""
+    row, was_running = await ledger.cancel(conn, job_id, client.owner_filter)
+    if not was_running:
+        await run_in_threadpool(broker.withdraw, redis, job_id)
+        return CanceledOut.model_validate({**vars(row), "notice": "canceled before it started"})
+    stopped = await run_in_threadpool(broker.stop, redis, job_id, row.worker)
+    if stopped == broker.Stop.REQUESTED:
+        response.status_code = 202
+    return CanceledOut.model_validate({**vars(row), "notice": _NOTICES[stopped]})
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=202,
+    response_model=JobOut,
+    responses={**_errors, **problems({409: "the job is not failed or canceled"})},
+)
+async def retry(
+    job_id: UUID,
+    request: Request,
+    conn: ConnDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    client: ClientDep,
+) -> JobOut:
+    """Run a failed or canceled job again: a new attempt under the same id."""
+    row = await ledger.retry(conn, job_id, client.owner_filter)
+    [row] = await submit.hand_over(redis, request.app.state.marks, settings, [row])
+    return _out(row)
+
+
+@router.get("/{job_id}/events", response_model=list[EventOut], responses=_errors)
+async def events(job_id: UUID, conn: ConnDep, client: ClientDep) -> list[EventOut]:
+    """The job's transitions, oldest first."""
+    rows = await ledger.events(conn, job_id, client.owner_filter)
+    return [EventOut.model_validate(e) for e in rows]

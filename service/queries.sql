@@ -1,0 +1,216 @@
+-- Every statement about jobs, their events and API keys, by name (`service.sql` loads them;
+-- `service.ledger` and `service.keys` run them). One placeholder style, `%(name)s`: psycopg
+-- takes it as written, asyncpg gets it numbered (`$1`). JSON goes in as text, cast here.
+--
+-- A block marked `-- appends: event` is a job transition: it ends in `RETURNING *`, and
+-- `service.sql` wraps it so that every returned job gets its `job_events` row (status,
+-- attempt, worker, and `%(detail)s`) in the same statement. That wrapper is the only place
+-- that writes `job_events`: a transition and its history commit together or not at all.
+
+-- name: insert_jobs
+-- appends: event
+-- Jobs arrive as column arrays (one statement of one shape for a submit, a batch or the
+-- reconciler: prepared once, one round trip). A job whose owner already used its
+-- idempotency key is left out; the unique index decides, not a check-then-insert.
+INSERT INTO jobs (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta,
+                  run_at, idempotency_key, request_hash, callback_url, status)
+SELECT * FROM unnest(%(id)s::uuid[], %(task)s::text[], %(queue)s::text[], %(args)s::jsonb[],
+                     %(timeout_s)s::int[], %(max_attempts)s::int[], %(backoff_s)s::float8[],
+                     %(owner)s::text[], %(meta)s::jsonb[], %(run_at)s::timestamptz[],
+                     %(idempotency_key)s::text[], %(request_hash)s::text[],
+                     %(callback_url)s::text[], %(status)s::text[])
+ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *
+
+-- name: by_idempotency_keys
+SELECT * FROM jobs WHERE owner = %(owner)s AND idempotency_key = ANY(%(keys)s::text[])
+
+-- name: mark_enqueued
+-- When RQ took each job, unless a worker's claim recorded it first.
+UPDATE jobs SET enqueued_at = marked.at, updated_at = now()
+FROM unnest(%(ids)s::uuid[], %(at)s::timestamptz[]) AS marked (id, at)
+WHERE jobs.id = marked.id AND jobs.enqueued_at IS NULL
+
+-- name: get_job
+-- The hottest read (every poll). `owner` NULL: an admin, who sees every job.
+SELECT * FROM jobs WHERE id = %(id)s AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+
+-- name: list_jobs
+-- Newest first, keyset-paginated. `{filters}` is filled from `ledger.LIST_FILTERS` with the
+-- filters a request gives, so each combination is one fixed, prepared statement that the
+-- listing indexes serve.
+SELECT * FROM jobs WHERE {filters} ORDER BY created_at DESC, id DESC LIMIT %(limit)s
+
+-- name: lock_status
+-- A visible job's status, locked until the transaction ends (cancel decides on it).
+SELECT status FROM jobs
+WHERE id = %(id)s AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+FOR UPDATE
+
+-- name: cancel
+-- appends: event
+UPDATE jobs SET status = 'canceled', finished_at = now(), lease_expires_at = NULL,
+                updated_at = now()
+WHERE id = %(id)s
+RETURNING *
+
+-- name: retry
+-- appends: event
+-- A failed or canceled job queued again: the next claim is a new attempt, same id.
+UPDATE jobs SET status = 'queued', max_attempts = greatest(max_attempts, attempt + 1),
+                result = NULL, finished_at = NULL, run_at = NULL, lease_expires_at = NULL,
+                enqueued_at = NULL, checked_at = NULL, updated_at = now()
+WHERE id = %(id)s AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+  AND status IN ('failed', 'canceled')
+RETURNING *
+
+-- name: events_after
+SELECT * FROM job_events WHERE job_id = %(job_id)s AND id > %(after)s ORDER BY id
+
+-- name: count_by_status
+SELECT status, count(*) AS n FROM jobs GROUP BY status
+
+-- name: ping
+SELECT 1
+
+-- name: claim
+-- appends: event
+-- The row is the lock: only a queued (or due scheduled) job starts, one attempt at a time.
+UPDATE jobs SET status = 'started', attempt = attempt + 1, worker = %(worker)s,
+                started_at = now(), updated_at = now(),
+                enqueued_at = coalesce(enqueued_at, now()),
+                lease_expires_at = now() + (timeout_s + %(margin)s) * interval '1 second'
+WHERE id = %(id)s AND (status = 'queued' OR (status = 'scheduled' AND run_at <= now()))
+RETURNING *
+
+-- name: finish
+-- appends: event
+-- Outcomes are fenced: only the attempt that is running may write one.
+UPDATE jobs SET status = 'finished', result = %(result)s::jsonb, error = NULL,
+                finished_at = now(), lease_expires_at = NULL, updated_at = now()
+WHERE id = %(id)s AND status = 'started' AND attempt = %(attempt)s
+RETURNING *
+
+-- name: fail
+-- appends: event
+UPDATE jobs SET status = 'failed', error = %(error)s::jsonb,
+                finished_at = now(), lease_expires_at = NULL, updated_at = now()
+WHERE id = %(id)s AND status = 'started' AND attempt = %(attempt)s
+RETURNING *
+
+-- name: retry_later
+-- appends: event
+-- A failed attempt with attempts left waits as `scheduled`, keeping its error.
+UPDATE jobs SET status = 'scheduled', error = %(error)s::jsonb,
+                run_at = now() + %(delay_s)s * interval '1 second', lease_expires_at = NULL,
+                updated_at = now()
+WHERE id = %(id)s AND status = 'started' AND attempt = %(attempt)s
+  AND attempt < max_attempts
+RETURNING *
+
+-- name: progress
+-- Not a transition: no event, but NOTIFY wakes the job's watchers (migration 0005).
+UPDATE jobs SET progress = %(progress)s::jsonb, updated_at = now()
+WHERE id = %(id)s AND status = 'started' AND attempt = %(attempt)s
+RETURNING id
+
+-- name: note
+-- appends: event
+-- An event that is not a transition (a callback delivery): the job as it is.
+SELECT * FROM jobs WHERE id = %(id)s
+
+-- name: task_stats
+-- Per task, for one owner's jobs created in [since, until): counts by status and run-time
+-- percentiles (seconds) of the finished ones.
+SELECT task, count(*) AS total,
+       count(*) FILTER (WHERE status = 'queued') AS queued,
+       count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
+       count(*) FILTER (WHERE status = 'started') AS started,
+       count(*) FILTER (WHERE status = 'finished') AS finished,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'canceled') AS canceled,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
+         FILTER (WHERE status = 'finished') AS p50_s,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
+         FILTER (WHERE status = 'finished') AS p90_s,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
+         FILTER (WHERE status = 'finished') AS p99_s
+FROM jobs
+WHERE owner = %(owner)s AND created_at >= %(since)s AND created_at < %(until)s
+GROUP BY task ORDER BY task
+
+-- name: delete_final
+-- Up to `limit` final jobs finished before `before` (their events go with them, by the
+-- foreign key), of `owner` (NULL: every owner).
+DELETE FROM jobs WHERE id IN (
+  SELECT id FROM jobs
+  WHERE status IN ('finished', 'failed', 'canceled') AND finished_at < %(before)s
+    AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+  LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING id
+
+-- The reconciler's statements lock the rows they pick with SKIP LOCKED, so reconcilers can
+-- run side by side; the caller enqueues the returned rows before committing.
+
+-- name: rescue_expired
+-- appends: event
+-- Started rows whose lease expired: queued again while attempts are left, else failed.
+UPDATE jobs SET
+  status = CASE WHEN attempt < max_attempts THEN 'queued' ELSE 'failed' END,
+  error = %(error)s::jsonb, lease_expires_at = NULL, checked_at = now(), updated_at = now(),
+  enqueued_at = CASE WHEN attempt < max_attempts THEN now() ELSE enqueued_at END,
+  finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE now() END
+WHERE id IN (
+  SELECT id FROM jobs WHERE status = 'started' AND lease_expires_at < now()
+  ORDER BY lease_expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING *
+
+-- name: release_due
+-- appends: event
+-- Scheduled rows whose time has come become queued.
+UPDATE jobs SET status = 'queued', enqueued_at = now(), checked_at = now(), updated_at = now()
+WHERE id IN (
+  SELECT id FROM jobs WHERE status = 'scheduled' AND run_at <= now()
+  ORDER BY run_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING *
+
+-- name: unchecked_queued
+-- Queued rows not seen in Redis for a while (or never enqueued), locked for checking.
+SELECT * FROM jobs
+WHERE status = 'queued'
+  AND coalesce(checked_at, enqueued_at, created_at) < now() - %(older_than_s)s * interval '1 second'
+ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+
+-- name: mark_held
+UPDATE jobs SET checked_at = now() WHERE id = ANY(%(ids)s::uuid[])
+
+-- name: mark_redelivered
+-- appends: event
+UPDATE jobs SET enqueued_at = now(), checked_at = now(), updated_at = now()
+WHERE id = ANY(%(ids)s::uuid[]) AND status = 'queued'
+RETURNING *
+
+-- name: callbacks_due
+-- Final jobs whose callback is not yet submitted for this finish, each marked as submitted.
+-- The predicate is ix_jobs_callback_due's, word for word, so the index serves it.
+UPDATE jobs SET callback_for = finished_at
+WHERE id IN (
+  SELECT id FROM jobs
+  WHERE callback_url IS NOT NULL AND status IN ('finished', 'failed', 'canceled')
+    AND callback_for IS DISTINCT FROM finished_at
+  ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING id, finished_at
+
+-- name: authenticate
+SELECT name, admin FROM api_keys WHERE key_hash = %(key_hash)s AND revoked_at IS NULL
+
+-- name: create_key
+INSERT INTO api_keys (name, key_hash, prefix, admin)
+VALUES (%(name)s, %(key_hash)s, %(prefix)s, %(admin)s)
+
+-- name: list_keys
+SELECT name, prefix, admin, created_at, revoked_at FROM api_keys ORDER BY created_at
+
+-- name: revoke_key
+UPDATE api_keys SET revoked_at = now() WHERE name = %(name)s AND revoked_at IS NULL
+RETURNING name

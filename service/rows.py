@@ -1,0 +1,103 @@
+"""The ledger's rows as every caller sees them, whichever driver read them: frozen
+dataclasses made from a driver's record by column name."""
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Self
+from uuid import UUID
+
+from service.sql import Record
+from service.tables import Status
+
+JsonObject = dict[str, object]
+
+
+class _FromRecord:
+    @classmethod
+    def of(cls, row: Record) -> Self:
+        """The row from a driver's record, read by column name."""
+        return cls(**{name: row[name] for name in _names(cls)})
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    if cls not in _NAMES:
+        _NAMES[cls] = tuple(f.name for f in fields(cls))
+    return _NAMES[cls]
+
+
+@dataclass(frozen=True)
+class JobRow(_FromRecord):
+    """One row of `jobs`, as every caller sees it."""
+
+    id: UUID
+    task: str
+    queue: str
+    args: JsonObject
+    status: str
+    attempt: int
+    max_attempts: int
+    backoff_s: float
+    timeout_s: int
+    result: object
+    error: JsonObject | None
+    progress: JsonObject | None
+    owner: str
+    idempotency_key: str | None
+    request_hash: str | None
+    meta: JsonObject
+    run_at: datetime | None
+    lease_expires_at: datetime | None
+    worker: str | None
+    checked_at: datetime | None
+    created_at: datetime
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    callback_url: str | None
+    callback_for: datetime | None
+
+
+@dataclass(frozen=True)
+class EventRow(_FromRecord):
+    """One row of `job_events`: a transition, or a note about the job."""
+
+    id: int
+    job_id: UUID
+    at: datetime
+    status: str
+    attempt: int
+    worker: str | None
+    detail: JsonObject
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to record: what `service.submit` prepared."""
+
+    id: UUID
+    task: str
+    queue: str
+    args: JsonObject
+    timeout_s: int
+    max_attempts: int
+    backoff_s: float
+    owner: str
+    meta: JsonObject
+    run_at: datetime | None = None  # in the future: the job waits as `scheduled`
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    callback_url: str | None = None
+
+    @property
+    def status(self) -> Status:
+        return Status.SCHEDULED if self.run_at is not None else Status.QUEUED
+
+
+@dataclass(frozen=True)
+class CallbackDue:
+    job_id: UUID
+    finished_at: datetime

@@ -1,0 +1,259 @@
+"""The submit path, whoever submits: prepare a new job, record it, hand it to RQ.
+
+1. `prepare` (a client's job: every check and cap, the start time, the request's
+   fingerprint for its idempotency key) or `system_job` (the service's own, or the
+   benchmark's) makes a `rows.NewJob`;
+2. `record` / `record_batch` (the API) or `record_sync` (the reconciler, the benchmark)
+   commits it; a repeated idempotency key gives back the first job, or IdempotencyKeyReused
+   if the request differs;
+3. `hand_over` (the API) or `enqueue` (the reconciler) puts committed `queued` rows on RQ.
+
+Recorded before enqueued, always (architecture.md, "Record before enqueue"): if Redis
+refuses, the row stays `queued` and the reconciler delivers it later.
+"""
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+from pydantic import JsonValue
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.concurrency import run_in_threadpool
+
+from service import broker, errors, keys, ledger, metrics, registry, sql
+from service.enqueued import EnqueuedMarks
+from service.rows import JobRow, NewJob
+from service.schemas import BatchIn, JobIn
+from service.settings import Settings
+from service.tables import Status
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------- prepare
+
+
+def prepare(spec: JobIn, settings: Settings, owner: str, key: str | None) -> NewJob:
+    """A client's job, after every check that needs the registry or the settings."""
+    task = registry.submittable(spec.task)
+    _json_within("args", spec.args, settings.max_args_bytes, settings.max_json_depth)
+    _json_within("meta", spec.meta, settings.max_meta_bytes, settings.max_json_depth)
+    args = task.validate(spec.args)
+    queue_name = spec.queue or task.queue
+    if queue_name not in registry.queues():
+        raise errors.QueueUnknown(queue_name, registry.queues())
+    _within("timeout_s", spec.timeout_s, settings.max_timeout_s)
+    _within("max_attempts", spec.max_attempts, settings.max_attempts_cap)
+    _within("backoff_s", spec.backoff_s, settings.max_backoff_s)
+    _within("delay_s", spec.delay_s, settings.max_delay_s)
+    callback_url = None if spec.callback_url is None else str(spec.callback_url)
+    if callback_url is not None and settings.callback_secret is None:
+        raise errors.OptionInvalid(
+            "callback_url cannot be used here: the server has no JOBS_CALLBACK_SECRET to sign "
+            "callbacks with"
+        )
+    return NewJob(
+        id=uuid4(),
+        task=task.name,
+        queue=queue_name,
+        args=args,
+        timeout_s=spec.timeout_s or task.timeout_s,
+        max_attempts=spec.max_attempts or task.max_attempts,
+        backoff_s=task.backoff_s if spec.backoff_s is None else spec.backoff_s,
+        owner=owner,
+        meta=dict(spec.meta),
+        run_at=_start_time(spec, settings),
+        idempotency_key=key,
+        request_hash=_fingerprint(spec) if key else None,
+        callback_url=callback_url,
+    )
+
+
+def prepare_batch(batch: BatchIn, settings: Settings, owner: str) -> list[NewJob]:
+    """Every job of the batch checked; BatchInvalid lists each refused one by index."""
+    new, refused = [], []
+    seen: set[str] = set()
+    for index, item in enumerate(batch.jobs):
+        key = item.idempotency_key
+        try:
+            if key is not None and key in seen:
+                raise errors.OptionInvalid(f"idempotency key {key!r} repeats within the batch")
+            if key is not None:
+                seen.add(key)
+            new.append(prepare(item, settings, owner, key))
+        except errors.JobServiceError as exc:
+            refused.append({"index": index, "detail": exc.detail})
+    if refused:
+        raise errors.BatchInvalid(refused)
+    return new
+
+
+def system_job(
+    task_name: str,
+    args: dict[str, object],
+    *,
+    owner: str = keys.SYSTEM_CLIENT,
+    idempotency_key: str | None = None,
+    max_attempts: int | None = None,
+    backoff_s: float | None = None,
+) -> NewJob:
+    """A job the service submits itself (as the client `system`): the task's own policy,
+    no client caps."""
+    task = registry.get(task_name)
+    return NewJob(
+        id=uuid4(),
+        task=task.name,
+        queue=task.queue,
+        args=task.validate(args),
+        timeout_s=task.timeout_s,
+        max_attempts=max_attempts or task.max_attempts,
+        backoff_s=task.backoff_s if backoff_s is None else backoff_s,
+        owner=owner,
+        meta={"by": "reconciler"} if owner == keys.SYSTEM_CLIENT else {},
+        idempotency_key=idempotency_key,
+    )
+
+
+def _start_time(spec: JobIn, settings: Settings) -> datetime | None:
+    """When the job may start: None for now, else a time in the future (it waits as
+    `scheduled`)."""
+    now = datetime.now(UTC)
+    run_at = spec.run_at
+    if spec.delay_s is not None:
+        run_at = now + timedelta(seconds=spec.delay_s)
+    if run_at is None:
+        return None
+    _within("run_at (seconds from now)", (run_at - now).total_seconds(), settings.max_delay_s)
+    return run_at if run_at > now else None  # already due: queue it now
+
+
+def _fingerprint(spec: JobIn) -> str:
+    """The request, minus its idempotency key: a repeated key must come with the same."""
+    request = spec.model_dump(mode="json", exclude={"idempotency_key"})
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _within(name: str, value: float | None, cap: float) -> None:
+    if value is not None and value > cap:
+        raise errors.OptionInvalid(f"{name} {value:g} is over the limit of {cap:g}")
+
+
+def _json_within(name: str, value: JsonValue, max_bytes: int, max_depth: int) -> None:
+    if _depth(value) > max_depth:
+        raise errors.OptionInvalid(f"{name} nest deeper than {max_depth} levels")
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > max_bytes:
+        raise errors.OptionInvalid(
+            f"{name} take {size} bytes as JSON, over the limit of {max_bytes}"
+        )
+
+
+def _depth(value: JsonValue) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+# ---------------------------------------------------------------- record
+
+
+async def record(conn: AsyncConnection, new: NewJob) -> tuple[JobRow, bool]:
+    """Commit one job (its own transaction); returns its row and whether it is new (False:
+    the first job of its idempotency key)."""
+    recorded, created = await record_batch(conn, [new])
+    return recorded[0], bool(created)
+
+
+async def record_batch(
+    conn: AsyncConnection, batch: list[NewJob]
+) -> tuple[list[JobRow], list[JobRow]]:
+    """Commit jobs all or nothing (a refused idempotency key undoes the whole batch);
+    returns every job's row in the batch's order, and the rows that are new."""
+    if len(batch) == 1 and batch[0].idempotency_key is None:  # one statement: no BEGIN
+        created = await ledger.insert_jobs(conn, batch)
+        repeated: dict[UUID, JobRow] = {}
+    else:
+        async with sql.transaction(conn):
+            created = await ledger.insert_jobs(conn, batch)
+            made = {row.id for row in created}
+            repeated = await _firsts(conn, [job for job in batch if job.id not in made])
+    for task_name, n in Counter(row.task for row in created).items():
+        metrics.SUBMITTED.labels(task_name).inc(n)
+    by_id = {row.id: row for row in created}
+    return [by_id.get(job.id) or repeated[job.id] for job in batch], created
+
+
+async def _firsts(conn: AsyncConnection, repeated: list[NewJob]) -> dict[UUID, JobRow]:
+    """The first jobs of repeated idempotency keys, by the new id each stands in for."""
+    if not repeated:
+        return {}
+    owner = repeated[0].owner
+    found = await ledger.by_idempotency_keys(
+        conn, owner, [job.idempotency_key or "" for job in repeated]
+    )
+    by_key = {row.idempotency_key: row for row in found}
+    firsts = {}
+    for job in repeated:
+        first = by_key[job.idempotency_key]
+        if first.request_hash != job.request_hash:
+            raise errors.IdempotencyKeyReused(job.idempotency_key or "", first.id)
+        firsts[job.id] = first
+    return firsts
+
+
+def record_sync(conn: Connection, batch: list[NewJob], actor: str) -> list[JobRow]:
+    """Record jobs in the caller's transaction; returns the new rows (a used idempotency
+    key records nothing: the service's own jobs use keys to run once)."""
+    return ledger.insert_jobs_sync(conn, batch, actor)
+
+
+# ---------------------------------------------------------------- hand over to RQ
+
+
+async def hand_over(
+    redis: Redis, marks: EnqueuedMarks, settings: Settings, rows: Sequence[JobRow]
+) -> list[JobRow]:
+    """Enqueue the committed `queued` rows among `rows` in one pipeline and return every
+    row, those enqueued with `enqueued_at` set (the ledger records it a moment later,
+    `service.enqueued`). If Redis refuses, they stay as they are for the reconciler."""
+    queued = [row for row in rows if row.status == Status.QUEUED]
+    if not queued:
+        return list(rows)
+    try:
+        await run_in_threadpool(broker.enqueue_rows, redis, queued, settings.result_ttl_s)
+    except RedisError as exc:
+        log.warning("%d jobs recorded but not enqueued: %s", len(queued), exc)
+        return list(rows)
+    at = datetime.now(UTC)
+    for row in queued:
+        marks.add(row.id, at)
+    sent = {row.id for row in queued}
+    return [dataclasses.replace(row, enqueued_at=at) if row.id in sent else row for row in rows]
+
+
+def enqueue(redis: Redis, rows: Sequence[JobRow], settings: Settings) -> list[JobRow]:
+    """Enqueue the rows whose task this process knows (raises RedisError if Redis
+    refuses); returns those."""
+    known = [row for row in rows if _task_known(row.task)]
+    if known:
+        broker.enqueue_rows(redis, known, settings.result_ttl_s)
+    return known
+
+
+def _task_known(name: str) -> bool:
+    try:
+        registry.get(name)
+    except errors.TaskUnknown as exc:
+        log.error("cannot enqueue: %s (check JOBS_TASK_MODULES)", exc)
+        return False
+    return True
