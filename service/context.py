@@ -53,7 +53,8 @@ def report_progress(value: float, message: str | None = None) -> None:
     """Show how far the job is (0..1, and a short message) on its ledger row."""
     ctx = current()
     value = min(1.0, max(0.0, float(value)))
-    ctx.write(ledger.progress, ctx.job_id, ctx.attempt, value, (message or None) and message[:500])
+    note = ledger.storable(message, 500) if message else None
+    ctx.write(ledger.progress, ctx.job_id, ctx.attempt, value, note)
 
 
 def save_artifact(name: str, data: bytes, content_type: str) -> dict[str, object]:

@@ -27,6 +27,19 @@ def _json(value: object) -> str:
     return json.dumps(value)
 
 
+def storable(text: str, limit: int, *, ends: bool = False) -> str:
+    """`text` as the ledger can keep it in JSON: NUL and lone surrogates replaced, at most
+    `limit` characters: its start, or with `ends` its start and its end (a traceback)."""
+    clean = text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    if len(clean) <= limit:
+        return clean
+    if not ends:
+        return clean[:limit]
+    cut = f"\n[... {len(clean) - limit} characters cut ...]\n"
+    head = limit // 4
+    return clean[:head] + cut + clean[len(clean) - (limit - head - len(cut)) :]
+
+
 def _jobs(found: list[sql.Record]) -> list[JobRow]:
     return [JobRow.of(row) for row in found]
 

@@ -147,7 +147,10 @@ class LedgerHooks:
             with context.entered(ctx):
                 super().execute_job(job, queue)  # type: ignore[misc]
             metrics.RUN_SECONDS.labels(claimed.task).observe(time.perf_counter() - started)
-            self._record_outcome(job, claimed)
+            try:
+                self._record_outcome(job, claimed)
+            except Exception:  # whatever a job did, the worker goes on to the next one
+                log.exception("job %s: outcome not recorded; its lease will bring it back", job.id)
 
     def prepare_execution(self, job: Job) -> Execution:
         execution: Execution = super().prepare_execution(job)  # type: ignore[misc]
@@ -158,6 +161,13 @@ class LedgerHooks:
         super().handle_job_success(job, queue, started_job_registry)  # type: ignore[misc]
         # Seen by the main process when the job ran in it (SimpleWorker): no read back.
         self._returned = (self._execution_id, job._result)
+
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
+    ) -> None:
+        # RQ stores the traceback UTF-8 encoded: a lone surrogate in it would raise here.
+        exc_string = ledger.storable(exc_string, TRACEBACK_LIMIT, ends=True)
+        super().handle_job_failure(job, queue, started_job_registry, exc_string)  # type: ignore[misc]
 
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         self._horse_status = ret_val
@@ -202,7 +212,7 @@ class LedgerHooks:
         job.meta["error"] = {
             "execution_id": execution.id if execution else None,
             "type": _error_type(exc_type),
-            "message": str(exc_value)[:MESSAGE_LIMIT],
+            "message": ledger.storable(str(exc_value), MESSAGE_LIMIT),
             "permanent": issubclass(exc_type, errors.PermanentError),
         }
         try:
@@ -282,7 +292,7 @@ class LedgerHooks:
         return self.write(ledger.retry_later, row.id, row.attempt, error, delay_s)
 
     def _describe_failure(self, job: Job, result: Result) -> dict[str, Any]:
-        traceback = (result.exc_string or "")[-TRACEBACK_LIMIT:]
+        traceback = result.exc_string or ""
         if self._horse_status is not None:
             status = self._horse_status
             how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {status}"
@@ -296,7 +306,7 @@ class LedgerHooks:
                 remembered["type"], remembered["message"], traceback, remembered["permanent"]
             )
         last_line = traceback.strip().splitlines()[-1] if traceback.strip() else "job failed"
-        return _error("error", last_line[:MESSAGE_LIMIT], traceback)
+        return _error("error", last_line, traceback)
 
     def _skip(self, job: Job, queue: Queue) -> None:
         """Forget a dequeued job without running it (the ledger is the record)."""
@@ -341,8 +351,16 @@ def _error_type(exc_type: type[BaseException]) -> str:
 def _error(
     kind: str, message: str, traceback: str | None = None, permanent: bool = False
 ) -> dict[str, Any]:
-    """A failed attempt, as the ledger keeps it; `permanent` ones are not retried."""
-    return {"type": kind, "message": message, "traceback": traceback, "permanent": permanent}
+    """A failed attempt, as the ledger keeps it (whatever the texts hold: they are made
+    storable); `permanent` ones are not retried."""
+    return {
+        "type": ledger.storable(kind, 200),
+        "message": ledger.storable(message, MESSAGE_LIMIT),
+        "traceback": None
+        if traceback is None
+        else ledger.storable(traceback, TRACEBACK_LIMIT, ends=True),
+        "permanent": permanent,
+    }
 
 
 class LedgerWorker(LedgerHooks, Worker):

@@ -17,3 +17,10 @@ def nul_result(args: NoArgs) -> str:
 def set_result(args: NoArgs) -> object:
     """Return a set, which JSON cannot hold."""
     return {1, 2}
+
+
+@task(name="raise_unstorable", timeout_s=10)
+def raise_unstorable(args: NoArgs) -> None:
+    """Raise with a message PostgreSQL cannot store as is (NUL, a lone surrogate) and too
+    long to keep whole."""
+    raise RuntimeError("before\x00after \ud800 " + "x" * 50_000)
