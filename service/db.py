@@ -68,9 +68,11 @@ def redacted(url: str) -> str:
 
 
 # asyncpg's own errors (the API runs statements on its connections) that mean the server
-# or the connection is away: refused, dropped, shutting down, restarting.
-_ASYNCPG_OUTAGES = (
+# or the connection is away: refused, dropped, shutting down, restarting, or a connection
+# left in a broken protocol state by a backend that was terminated under it.
+ASYNCPG_OUTAGES = (
     asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
 )
@@ -80,4 +82,4 @@ def transient(exc: BaseException) -> bool:
     """True if `exc` means the database is unreachable for now (retry later), not a bug."""
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-    return isinstance(exc, (*_ASYNCPG_OUTAGES, OSError, TimeoutError))
+    return isinstance(exc, (*ASYNCPG_OUTAGES, OSError, TimeoutError))

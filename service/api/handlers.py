@@ -79,4 +79,5 @@ def install(app: FastAPI) -> None:
     # and its own errors on a connection that drops.
     app.add_exception_handler(OSError, ledger_unreachable)
     app.add_exception_handler(asyncpg.PostgresError, ledger_unreachable)
-    app.add_exception_handler(asyncpg.InterfaceError, ledger_unreachable)
+    for outage in db.ASYNCPG_OUTAGES:
+        app.add_exception_handler(outage, ledger_unreachable)
