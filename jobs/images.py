@@ -1,8 +1,10 @@
 """`make_thumbnails`: thumbnails of an uploaded image, kept as artifacts.
 
-Untrusted images are opened with limits: Pillow refuses anything over JOBS_MAX_IMAGE_PIXELS
-(a decompression bomb), a truncated file fails when decoded, and a file that is not an
-image fails when opened. Each is a permanent failure with a clear message.
+Untrusted images are opened with limits: only PNG, JPEG, WebP and GIF are read (no format
+whose decoder hands the file to an outside interpreter, as EPS does to Ghostscript),
+Pillow refuses anything over JOBS_MAX_IMAGE_PIXELS (a decompression bomb), a truncated file
+fails when decoded, and a file that is not such an image fails when opened. Each is a
+permanent failure with a clear message.
 """
 
 import io
@@ -25,6 +27,7 @@ from service.task_api import (
 if TYPE_CHECKING:
     from PIL.Image import Image as PillowImage
 
+_READS = ("PNG", "JPEG", "WEBP", "GIF")
 _SAVE = {
     "png": ("PNG", "image/png"),
     "jpeg": ("JPEG", "image/jpeg"),
@@ -93,10 +96,12 @@ def _open(data: bytes, max_pixels: int) -> "PillowImage":
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
         try:
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=_READS)
             image.load()
         except UnidentifiedImageError:
-            raise ImageRejected("the upload is not an image Pillow can read") from None
+            raise ImageRejected(
+                "the upload is not an image Pillow can read as PNG, JPEG, WebP or GIF"
+            ) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageRejected(
                 f"the image is over {max_pixels} pixels (JOBS_MAX_IMAGE_PIXELS)"

@@ -34,12 +34,29 @@ def public_address(url: str, allow_private: bool) -> str:
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     if not allow_private:
         for address in addresses:
-            if not address.is_global or address.is_multicast:
+            if not _public(address):
                 raise WebhookRefused(
                     f"{parts.hostname} resolves to {address}, which is not a public address "
                     "(JOBS_WEBHOOK_ALLOW_PRIVATE allows it)"
                 )
     return str(addresses[0])
+
+
+# IPv6 ranges that carry an IPv4 address for a gateway or the host to reach (NAT64, 6to4,
+# Teredo, IPv4-compatible): where they lead is not the address that was checked.
+_CARRIERS = [
+    ipaddress.ip_network(net)
+    for net in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/96")
+]
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return _public(address.ipv4_mapped)
+        if any(address in carrier for carrier in _CARRIERS):
+            return False
+    return address.is_global and not address.is_multicast
 
 
 def post(

@@ -68,21 +68,32 @@ class JobIn(BaseModel):
             raise ValueError("give delay_s or run_at, not both")
         return self
 
-    @field_validator("args", "meta")
+    @field_validator("task", "queue", "args", "meta")
     @classmethod
-    def _storable(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
-        if _has_nul(value):
-            raise ValueError("text may not contain NUL (\\u0000): the ledger cannot store it")
+    def _storable(cls, value: JsonValue) -> JsonValue:
+        if _unstorable(value):
+            raise ValueError(
+                "text may not contain NUL (\\u0000) or an unpaired surrogate (\\ud800-\\udfff):"
+                " the ledger cannot store it"
+            )
         return value
 
 
-def _has_nul(value: JsonValue) -> bool:
+def _unstorable(value: JsonValue) -> bool:
+    """Whether any text in `value` holds what PostgreSQL cannot store: NUL, or a surrogate
+    that is not half of a pair (JSON's `\\ud800` escapes can carry one)."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+        return any(_unstorable(v) for v in value)
     return False
 
 

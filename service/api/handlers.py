@@ -1,10 +1,14 @@
 """Domain errors and an unreachable ledger, mapped to HTTP: the one place that knows which
 status each error is."""
 
+import json
 import logging
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
@@ -31,6 +35,14 @@ STATUS: dict[type[errors.JobServiceError], int] = {
 }
 
 
+class ProblemResponse(JSONResponse):
+    """An error's JSON, with every non-ASCII character escaped: an error may quote input
+    that UTF-8 cannot encode (a lone surrogate from a JSON `\\ud800` escape)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+
+
 def status_of(exc: errors.JobServiceError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
@@ -50,7 +62,15 @@ def _headers(exc: errors.JobServiceError) -> dict[str, str]:
 
 def problem(exc: errors.JobServiceError) -> JSONResponse:
     """The response for a domain error: `{"detail": ...}`, its status and headers."""
-    return JSONResponse({"detail": exc.detail}, status_code=status_of(exc), headers=_headers(exc))
+    return ProblemResponse(
+        {"detail": exc.detail}, status_code=status_of(exc), headers=_headers(exc)
+    )
+
+
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 for a request that does not fit its schema, safe for any input."""
+    assert isinstance(exc, RequestValidationError)
+    return ProblemResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
 
 async def job_service_error(request: Request, exc: Exception) -> JSONResponse:
@@ -68,11 +88,12 @@ async def ledger_unreachable(request: Request, exc: Exception) -> JSONResponse:
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug: logged with its traceback here, never sent to the client."""
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"detail": "internal server error"}, status_code=500)
+    return ProblemResponse({"detail": "internal server error"}, status_code=500)
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.JobServiceError, job_service_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(DBAPIError, ledger_unreachable)
     # asyncpg raises OSError subclasses (refused, unreachable) and TimeoutError on connect,

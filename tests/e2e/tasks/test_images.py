@@ -12,9 +12,9 @@ from tests.e2e.conftest import Stack
 pytestmark = pytest.mark.e2e
 
 
-def png(width: int, height: int, mode: str = "RGB") -> bytes:
+def png(width: int, height: int, mode: str = "RGB", kind: str = "PNG") -> bytes:
     out = io.BytesIO()
-    Image.new(mode, (width, height), color=0).save(out, "PNG")
+    Image.new(mode, (width, height), color=0).save(out, kind)
     return out.getvalue()
 
 
@@ -58,8 +58,10 @@ def test_thumbnails_keep_the_aspect_ratio(stack: Stack) -> None:
         (b"this is not an image at all", "not an image Pillow can read"),
         (png(300, 300)[:-200], "damaged or truncated"),
         (png(10_000, 10_000, mode="1"), "over 40000000 pixels"),
+        (png(20, 20, kind="EPS"), "as PNG, JPEG, WebP or GIF"),  # read by Ghostscript
+        (png(20, 20, kind="BMP"), "as PNG, JPEG, WebP or GIF"),
     ],
-    ids=["not-an-image", "truncated", "decompression-bomb"],
+    ids=["not-an-image", "truncated", "decompression-bomb", "eps", "bmp"],
 )
 def test_bad_images_fail_clearly_and_the_worker_carries_on(
     stack: Stack, data: bytes, message: str

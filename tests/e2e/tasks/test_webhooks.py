@@ -136,6 +136,12 @@ def test_loopback_is_refused_by_default(stack: Stack, receiver: Receiver) -> Non
         "http://[::1]/",
         "http://[fe80::1]/",
         "http://0.0.0.0/",
+        "http://[64:ff9b::7f00:1]/",  # NAT64 of 127.0.0.1
+        "http://[64:ff9b::5db8:d822]/",  # NAT64 of a public address: still another network's
+        "http://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
+        "http://[::127.0.0.1]/",  # IPv4-compatible
+        "http://[::ffff:169.254.169.254]/",  # IPv4-mapped metadata service
+        "http://[::ffff:10.0.0.1]/",
     ],
 )
 def test_the_guard_refuses_non_public_addresses(url: str) -> None:
