@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from redis import Redis
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from service.settings import Settings
@@ -21,6 +23,9 @@ def build(settings: Settings) -> Any:
     app.config["RQ_DASHBOARD_DISABLE_DELETE"] = True
     app.config["DEPRECATED_OPTIONS"] = []
     web.config.serializer = JSONSerializer
+    # Some of rq-dashboard 0.9's views (the job page among them) fetch a job without a
+    # serializer, which means pickle: anything planted in Redis would run here.
+    web.Job = JsonJob
     web.setup_rq_connection(app)
 
     @app.before_request  # type: ignore[untyped-decorator]
@@ -32,6 +37,14 @@ def build(settings: Settings) -> Any:
         return None
 
     return app
+
+
+class JsonJob(Job):
+    """RQ's Job, read with the JSON serializer unless one is given."""
+
+    @classmethod
+    def fetch(cls, id: str, connection: Redis | None = None, serializer: Any = None) -> Job:
+        return super().fetch(id, connection=connection, serializer=serializer or JSONSerializer)
 
 
 _CHANGES = {

@@ -332,11 +332,24 @@ def _payload_mismatch(job: Job, row: JobRow) -> str | None:
         return f"task {row.task!r} is not registered in this worker (JOBS_TASK_MODULES)"
     expected = f"{task.func.__module__}.{task.func.__qualname__}"
     try:
-        func_name, args, kwargs = job.func_name, job.args, job.kwargs
+        func_name, instance, args, kwargs = job.func_name, job.instance, job.args, job.kwargs
     except (DeserializationError, ValueError, TypeError) as exc:
         return f"the queued payload cannot be decoded as JSON ({type(exc).__name__})"
-    if func_name != expected or args or kwargs != row.args:
+    if func_name != expected or instance is not None or args or kwargs != row.args:
         return f"the queued payload ({func_name}) does not match the recorded task {row.task!r}"
+    if job.timeout != row.timeout_s:
+        return f"the queued timeout ({job.timeout}) is not the recorded {row.timeout_s} s"
+    # What RQ would run or call besides the task: the service never sets any of these.
+    extras = {
+        "success callback": job._success_callback_name,
+        "failure callback": job._failure_callback_name,
+        "stopped callback": job._stopped_callback_name,
+        "webhooks": getattr(job, "webhooks", None),
+        "dependencies": job._dependency_ids,
+    }
+    planted = sorted(name for name, value in extras.items() if value)
+    if planted:
+        return f"the queued payload carries what the service never sets: {', '.join(planted)}"
     return None
 
 

@@ -1,13 +1,16 @@
 """rq-dashboard never runs open, and cannot change jobs behind the ledger's back."""
 
+import pickle
 import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
+from redis import Redis
 
 from service.localservers import free_port
 from tests.e2e.conftest import BIN, Stack, get_when_up
+from tests.jobs.test_payloads import Exploit
 
 pytestmark = pytest.mark.e2e
 
@@ -45,3 +48,21 @@ def test_basic_auth_and_read_only(stack: Stack, tmp_path: Path) -> None:
             assert refused.status_code == 403, path
             assert "retry jobs through the API" in refused.text
     assert "pa55-word" not in stack.log("dashboard")
+
+
+def test_a_job_page_never_unpickles(stack: Stack, tmp_path: Path, redis_conn: Redis) -> None:
+    """A job hash whose `meta` an intruder replaced with a pickle: opening the job's page
+    (whose view rq-dashboard 0.9 reads without the JSON serializer) runs nothing."""
+    port = free_port()
+    stack.env.update(JOBS_DASHBOARD_USERNAME="ops", JOBS_DASHBOARD_PASSWORD="pa55-word")
+    stack.start("dashboard", "jobsvc", "dashboard", "--port", str(port))
+    stack.wait_for_log("dashboard", "ready")
+    job_id = stack.submit("echo", value="x")
+    marker = tmp_path / "pwned"
+    redis_conn.hset(f"rq:job:{job_id}", "meta", pickle.dumps(Exploit(marker)))
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=("ops", "pa55-word")) as ops:
+        page = get_when_up(ops, f"/0/view/job/{job_id}")
+
+    assert not marker.exists()
+    assert page.status_code == 200 and job_id in page.text

@@ -91,3 +91,46 @@ async def test_a_result_that_is_not_json_fails_clearly(
         "the task's result is not JSON: Object of type set is not JSON serializable"
         in (row["error"]["message"])
     )
+
+
+CALLED: list[tuple[object, ...]] = []
+
+
+def intruders_callback(*args: object) -> None:
+    """Named by a planted job hash: being called at all is the break-in."""
+    CALLED.append(args)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("success_callback_name", f"{__name__}.intruders_callback", "success callback"),
+        ("failure_callback_name", f"{__name__}.intruders_callback", "failure callback"),
+        ("stopped_callback_name", f"{__name__}.intruders_callback", "stopped callback"),
+        ("dependency_ids", '["00000000-0000-0000-0000-000000000000"]', "dependencies"),
+        ("timeout", "-1", "timeout (-1)"),
+    ],
+)
+async def test_a_planted_field_in_a_job_hash_runs_nothing(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    redis_conn: Redis,
+    ledger_rows: Ledger,
+    field: str,
+    value: str,
+    message: str,
+) -> None:
+    """The job hash the API wrote, with one field an intruder added: the job is refused
+    before anything in it runs, its task included."""
+    CALLED.clear()
+    r = await client.post("/jobs", json={"task": "fail", "args": {"message": "ran"}})
+    job_id = r.json()["id"]
+    redis_conn.hset(f"rq:job:{job_id}", field, value)
+
+    run_worker_burst(settings)
+
+    assert CALLED == []
+    row = ledger_rows.row(job_id)
+    assert row is not None and row["status"] == "failed"
+    assert row["error"]["type"] == "payload_mismatch"
+    assert message in row["error"]["message"]
