@@ -232,11 +232,17 @@ def _one(conn: Connection, name: str, **params: object) -> JobRow | None:
     return None if row is None else JobRow.of(row)
 
 
-def claim(conn: Connection, job_id: UUID, worker: str, lease_margin_s: int) -> JobRow | None:
-    """Start the job if it may start (architecture.md, "The row is the lock"); None: skip."""
-    return _one(
-        conn, "claim", id=job_id, worker=worker, margin=lease_margin_s, detail=_by("worker")
-    )
+def claim(conn: Connection, job_id: UUID, worker: str, lease_s: int) -> JobRow | None:
+    """Start the job if it may start (architecture.md, "The row is the lock"), holding a
+    lease of `lease_s`; None: skip it."""
+    return _one(conn, "claim", id=job_id, worker=worker, lease_s=lease_s, detail=_by("worker"))
+
+
+def renew_lease(conn: Connection, job_id: UUID, attempt: int, lease_s: int) -> bool:
+    """Extend the running attempt's lease to `lease_s` from now; False if this attempt no
+    longer runs (canceled, rescued, finished)."""
+    q = sql.query("renew_lease")
+    return sql.one(conn, q, id=job_id, attempt=attempt, lease_s=lease_s) is not None
 
 
 def finish(conn: Connection, job_id: UUID, attempt: int, result: object) -> JobRow | None:

@@ -76,12 +76,19 @@ SELECT 1
 -- name: claim
 -- appends: event
 -- The row is the lock: only a queued (or due scheduled) job starts, one attempt at a time.
+-- The lease is short; the worker renews it while the attempt runs (`renew_lease`).
 UPDATE jobs SET status = 'started', attempt = attempt + 1, worker = %(worker)s,
                 started_at = now(), updated_at = now(),
                 enqueued_at = coalesce(enqueued_at, now()),
-                lease_expires_at = now() + (timeout_s + %(margin)s) * interval '1 second'
+                lease_expires_at = now() + %(lease_s)s * interval '1 second'
 WHERE id = %(id)s AND (status = 'queued' OR (status = 'scheduled' AND run_at <= now()))
 RETURNING *
+
+-- name: renew_lease
+-- A running attempt's heartbeat: fenced, and not a visible change (no event, no NOTIFY).
+UPDATE jobs SET lease_expires_at = now() + %(lease_s)s * interval '1 second'
+WHERE id = %(id)s AND status = 'started' AND attempt = %(attempt)s
+RETURNING id
 
 -- name: finish
 -- appends: event

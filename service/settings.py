@@ -53,7 +53,12 @@ class Settings(BaseSettings):
     max_backoff_s: float = Field(default=3600, ge=0, description="cap on one retry's delay")
     max_delay_s: int = Field(default=30 * 86400, ge=1, description="cap on delay_s and run_at")
     result_ttl_s: int = Field(default=500, ge=1, description="how long RQ keeps a result")
-    lease_margin_s: int = Field(default=60, ge=1, description="lease = timeout_s + this margin")
+    lease_s: int = Field(
+        default=30,
+        ge=3,
+        description="a running job's lease: its worker renews it every third of this; a job "
+        "whose lease runs out (its worker lost) is rescued by the reconciler",
+    )
     list_limit_max: int = Field(default=500, ge=1)
 
     # Worker ledger writes: transient errors are retried for this long

@@ -1,6 +1,8 @@
 """Tasks that exist only for tests; the `test_tasks` fixture registers them for one test."""
 
-from service.task_api import TaskArgs, task
+import time
+
+from service.task_api import TaskArgs, current, task
 
 
 class NoArgs(TaskArgs):
@@ -24,3 +26,22 @@ def raise_unstorable(args: NoArgs) -> None:
     """Raise with a message PostgreSQL cannot store as is (NUL, a lone surrogate) and too
     long to keep whole."""
     raise RuntimeError("before\x00after \ud800 " + "x" * 50_000)
+
+
+class BeatArgs(TaskArgs):
+    seconds: float
+    path: str
+
+
+@task(name="beat", timeout_s=3600)
+def beat(args: BeatArgs) -> float:
+    """For `seconds`, append "<attempt> <unix time>" to the file at `path` every 0.1 s: when
+    the job really ran, recorded outside the ledger."""
+    attempt = current().attempt
+    end = time.monotonic() + args.seconds
+    with open(args.path, "a") as out:
+        while time.monotonic() < end:
+            out.write(f"{attempt} {time.time()}\n")
+            out.flush()
+            time.sleep(0.1)
+    return args.seconds

@@ -200,8 +200,8 @@ def etag(job: JobRow) -> str:
 _NOTICES = {
     broker.Stop.STOPPED: "canceled while running: its work horse was stopped",
     broker.Stop.REQUESTED: (
-        "cancel requested: the worker cannot stop this job mid-run (SimpleWorker); "
-        "it is canceled, and its outcome will be discarded"
+        "cancel requested: the worker runs jobs in-process (SimpleWorker) and stops this one "
+        "at its next lease check; it is canceled, and its outcome will be discarded"
     ),
     broker.Stop.GONE: "canceled while running: no live worker held it",
 }

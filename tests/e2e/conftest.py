@@ -19,9 +19,18 @@ BIN = Path(sys.executable).parent
 FINAL = ("finished", "failed", "canceled")
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+# The tasks of `tests.tasks` beside the real ones, for processes that must run them.
+TEST_TASKS = {
+    "JOBS_TASK_MODULES": "jobs.builtin,jobs.email,jobs.reports,jobs.images,jobs.webhooks,"
+    "jobs.analytics,tests.tasks",
+    "PYTHONPATH": str(ROOT),
+}
+
 # Fast repairs for tests: short leases, frequent reconciler passes.
 FAST = {
-    "JOBS_LEASE_MARGIN_S": "1",
+    "JOBS_LEASE_S": "6",
     "JOBS_REDELIVER_AFTER_S": "1",
     "JOBS_RECONCILE_INTERVAL_S": "0.2",
 }

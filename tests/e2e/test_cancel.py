@@ -36,7 +36,7 @@ def test_cancel_on_a_simple_worker_is_requested_and_the_outcome_discarded(
 
     assert r.status_code == 202
     assert r.json()["status"] == "canceled"
-    assert r.json()["notice"].startswith("cancel requested: the worker cannot stop this job")
+    assert r.json()["notice"].startswith("cancel requested: the worker runs jobs in-process")
     # the sleep runs to its end; its outcome does not overwrite the cancel
     nxt = stack.wait(stack.submit("echo", value="next"), timeout=15)
     assert nxt["status"] == "finished"

@@ -4,16 +4,13 @@ end the job with a storable error, and the same worker process runs the next job
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import TEST_TASKS, Stack
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -45,11 +42,7 @@ def refusing_server() -> Iterator[str]:
 def test_unstorable_errors_fail_the_job_not_the_worker(
     make_stack: Any, refusing_server: str, simple: bool
 ) -> None:
-    stack: Stack = make_stack(
-        JOBS_TASK_MODULES="jobs.builtin,jobs.webhooks,tests.tasks",
-        JOBS_WEBHOOK_ALLOW_PRIVATE="true",
-        PYTHONPATH=str(ROOT),
-    )
+    stack: Stack = make_stack(**TEST_TASKS, JOBS_WEBHOOK_ALLOW_PRIVATE="true")
     worker = stack.worker("w", simple=simple)
 
     hook = stack.http.post(

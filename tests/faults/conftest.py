@@ -10,7 +10,7 @@ from redis import Redis
 from sqlalchemy import Engine, create_engine, text
 
 from service.localservers import LocalPostgres, LocalRedis, free_port, port_open
-from tests.e2e.conftest import FAST, Stack
+from tests.e2e.conftest import FAST, TEST_TASKS, Stack
 from tests.support import Ledger, make_key, migrate
 
 
@@ -27,6 +27,7 @@ class Private:
             "REDIS_URL": self.redis.url(),
             "JOBS_LOCAL_SERVERS": "never",
             **FAST,
+            **TEST_TASKS,
         }
 
     def redis_client(self) -> Redis:

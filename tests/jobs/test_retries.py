@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import Engine
 
 from service import ledger
+from service.outcomes import retry_delay
 from service.settings import Settings
-from service.worker import retry_delay
 from tests.support import Ledger, run_reconcile_pass, run_worker_burst
 
 
@@ -137,7 +137,7 @@ async def test_cancel_of_a_running_job_discards_its_outcome(
 ) -> None:
     job_id = uuid.UUID((await client.post("/jobs", json={"task": "echo"})).json()["id"])
     with sql_engine.begin() as conn:
-        running = ledger.claim(conn, job_id, "no-such-worker", lease_margin_s=60)
+        running = ledger.claim(conn, job_id, "no-such-worker", lease_s=60)
     assert running is not None
 
     r = await client.post(f"/jobs/{job_id}/cancel")

@@ -20,16 +20,16 @@ async def test_claim_starts_a_queued_job_once(
     job_id = await _queued(client)
 
     with sql_engine.begin() as conn:
-        first = ledger.claim(conn, job_id, "w1", lease_margin_s=60)
+        first = ledger.claim(conn, job_id, "w1", lease_s=60)
     with sql_engine.begin() as conn:
-        second = ledger.claim(conn, job_id, "w2", lease_margin_s=60)
+        second = ledger.claim(conn, job_id, "w2", lease_s=60)
 
     assert first is not None
     assert first.status == "started"
     assert first.attempt == 1
     assert first.worker == "w1"
     lease = (first.lease_expires_at - first.started_at).total_seconds()
-    assert lease == 3700 + 60  # the task's timeout plus the margin
+    assert lease == 60  # the lease asked for, whatever the task's timeout (3700 s)
     assert second is None
 
 
@@ -38,11 +38,11 @@ async def test_stale_attempt_cannot_overwrite_a_newer_one(
 ) -> None:
     job_id = await _queued(client)
     with sql_engine.begin() as conn:
-        old = ledger.claim(conn, job_id, "w1", lease_margin_s=60)
+        old = ledger.claim(conn, job_id, "w1", lease_s=60)
         assert old is not None
         # a later attempt took the job over (as a lease rescue does)
         conn.execute(text("UPDATE jobs SET status = 'queued' WHERE id = :id"), {"id": str(job_id)})
-        new = ledger.claim(conn, job_id, "w2", lease_margin_s=60)
+        new = ledger.claim(conn, job_id, "w2", lease_s=60)
         assert new is not None
         assert new.attempt == 2
 
@@ -65,6 +65,6 @@ async def test_terminal_rows_never_change(client: httpx.AsyncClient, sql_engine:
     await client.post(f"/jobs/{job_id}/cancel")
 
     with sql_engine.begin() as conn:
-        assert ledger.claim(conn, job_id, "w1", lease_margin_s=60) is None
+        assert ledger.claim(conn, job_id, "w1", lease_s=60) is None
         assert ledger.finish(conn, job_id, 0, "x") is None
         assert ledger.finish(conn, job_id, 1, "x") is None

@@ -90,7 +90,7 @@ async def test_expired_lease_is_retried_then_failed_as_lost(
 
     def claim_and_expire() -> None:
         with sql_engine.begin() as conn:
-            assert ledger.claim(conn, job_id, "gone-worker", lease_margin_s=1) is not None
+            assert ledger.claim(conn, job_id, "gone-worker", lease_s=1) is not None
             conn.execute(
                 text("UPDATE jobs SET lease_expires_at = now() - interval '1 s' WHERE id = :id"),
                 {"id": job_id},

@@ -71,7 +71,7 @@ class Driver:
         with self.engine.begin() as conn:
             match op:
                 case "claim":
-                    ledger.claim(conn, job_id, "w", lease_margin_s=60)
+                    ledger.claim(conn, job_id, "w", lease_s=60)
                 case "finish":
                     ledger.finish(conn, job_id, attempt, "ok")
                 case "fail":

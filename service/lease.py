@@ -1,0 +1,53 @@
+"""A running attempt's lease, kept alive by its worker (architecture.md, "Leases").
+
+The claim gives the attempt a short lease (JOBS_LEASE_S). While the job runs, the worker
+renews it every third of that, each renewal in a thread of its own, so a renewal that
+hangs (PostgreSQL gone quiet behind a dead link) holds nothing up. `LeaseKeeper.holds`
+says whether the lease is sure to last until the next check: when it is not (renewals
+failing, or the row says this attempt no longer runs), the worker stops the job at once,
+before the lease runs out, so the reconciler's rescue never overlaps it.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+# How much sooner than the lease's end a job is stopped, beyond one check interval: room for
+# the stop itself, and for the database's clock reading the lease a little early.
+SAFETY_S = 1.0
+
+
+class LeaseKeeper:
+    def __init__(self, renew: Callable[[], bool], lease_s: float, interval_s: float) -> None:
+        """`renew` extends the lease in the ledger: True if it did, False if the row says
+        this attempt no longer holds the job; it may raise or hang."""
+        self._renew = renew
+        self._lease_s = lease_s
+        self._interval_s = interval_s
+        self._held_until = time.monotonic() + lease_s  # the claim just set the lease
+        self._renewing: threading.Thread | None = None
+        self.lost = False  # the ledger gave the job to someone else (or ended it)
+
+    def holds(self) -> bool:
+        """Start a renewal unless one is under way; False if the job must stop now."""
+        if self._renewing is None or not self._renewing.is_alive():
+            self._renewing = threading.Thread(
+                target=self._renew_once, args=(time.monotonic(),), name="lease", daemon=True
+            )
+            self._renewing.start()
+        return not self.lost and (time.monotonic() + self._interval_s + SAFETY_S < self._held_until)
+
+    def _renew_once(self, asked_at: float) -> None:
+        try:
+            renewed = self._renew()
+        except Exception as exc:  # any failure leaves the lease to run out
+            log.warning("lease not renewed: %s", exc)
+            return
+        if renewed:
+            # Counted from before the request: the ledger's lease ends no sooner.
+            self._held_until = max(self._held_until, asked_at + self._lease_s)
+        else:
+            self.lost = True

@@ -1,0 +1,99 @@
+"""Leases are short heartbeats: a lost worker is found in seconds whatever the job's
+timeout, and a worker that cannot renew its lease stops the job before anyone else may
+start it."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Stack
+from tests.faults.conftest import Private
+from tests.faults.proxy import Proxy
+from tests.support import Ledger
+
+pytestmark = [pytest.mark.e2e, pytest.mark.fault, pytest.mark.slow]
+
+
+def runs(path: Path) -> dict[int, tuple[float, float]]:
+    """Each attempt's first and last beat, from the `beat` task's own record."""
+    seen: dict[int, list[float]] = {}
+    for line in path.read_text().splitlines():
+        attempt, at = line.split()
+        seen.setdefault(int(attempt), []).append(float(at))
+    return {attempt: (min(beats), max(beats)) for attempt, beats in seen.items()}
+
+
+def test_a_lost_worker_is_found_within_the_lease_not_the_timeout(
+    world: tuple[Stack, Ledger, Private],
+) -> None:
+    """A one-hour job whose whole worker is SIGKILLed runs again on another worker within
+    the default lease (30 s) and a reconciler pass, not after its hour."""
+    stack, ledger_rows, _ = world
+    stack.env["JOBS_LEASE_S"] = "30"  # the default, for workers and reconciler alike
+    stack.worker("w1")
+    stack.worker("w2")
+    stack.reconciler()
+    r = stack.http.post(
+        "/jobs",
+        json={"task": "sleep", "args": {"seconds": 600}, "timeout_s": 3600, "max_attempts": 2},
+    )
+    job_id = r.json()["id"]
+    assert stack.wait(job_id, ("started",))["status"] == "started"
+    first = ledger_rows.row(job_id)
+    assert first is not None
+
+    stack.kill(first["worker"])
+    killed_at = time.monotonic()
+    deadline = killed_at + 45
+    while True:
+        row = ledger_rows.row(job_id)
+        assert row is not None
+        if row["status"] == "started" and row["attempt"] == 2:
+            break
+        assert time.monotonic() < deadline, f"not running again after 45 s: {row['status']}"
+        time.sleep(0.2)
+
+    assert row["worker"] != first["worker"]
+    assert ledger_rows.events(job_id)[2]["detail"]["error"]["type"] == "lost"
+
+
+def test_a_worker_cut_off_from_postgres_stops_its_job_before_it_is_rescued(
+    world: tuple[Stack, Ledger, Private], tmp_path: Path
+) -> None:
+    """w1 reaches PostgreSQL through a proxy that goes quiet while its job runs: w1 stops
+    the job before its lease runs out, and only then does w2 start it (seen from the
+    job's own record of when it ran, not from the ledger)."""
+    stack, ledger_rows, private = world
+    proxy = Proxy(private.pg.port)
+    try:
+        direct = stack.env["DATABASE_URL"]
+        stack.env["DATABASE_URL"] = direct.replace(f":{private.pg.port}/", f":{proxy.port}/")
+        stack.worker("w1")
+        stack.env["DATABASE_URL"] = direct
+        record = tmp_path / "beats"
+        r = stack.http.post(
+            "/jobs",
+            json={"task": "beat", "args": {"seconds": 12, "path": str(record)}, "max_attempts": 2},
+        )
+        job_id = r.json()["id"]
+        assert stack.wait(job_id, ("started",))["status"] == "started"
+        time.sleep(1)
+
+        proxy.freeze()
+        frozen_at = time.time()
+        stack.worker("w2")
+        stack.reconciler()
+        done = stack.wait(job_id, timeout=60)
+
+        assert done["status"] == "finished" and done["attempt"] == 2
+        attempts = runs(record)
+        assert set(attempts) == {1, 2}
+        assert attempts[1][1] < attempts[2][0]  # attempt 1 had stopped when attempt 2 began
+        assert attempts[1][1] < frozen_at + 6  # stopped within its lease (JOBS_LEASE_S=6)
+        assert [e["worker"] for e in ledger_rows.events(job_id) if e["status"] == "started"] == [
+            "w1",
+            "w2",
+        ]
+    finally:
+        proxy.close()
