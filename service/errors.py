@@ -59,6 +59,14 @@ class JobNotRetryable(JobServiceError):
         super().__init__(f"job {job_id} is {status}; only failed or canceled jobs can be retried")
 
 
+class AttemptStillRunning(JobServiceError):
+    def __init__(self, job_id: UUID) -> None:
+        super().__init__(
+            f"job {job_id} was canceled while running and its attempt has not stopped yet; "
+            "retry again in a few seconds (at most JOBS_LEASE_S)"
+        )
+
+
 class IdempotencyKeyReused(JobServiceError):
     def __init__(self, key: str, job_id: UUID) -> None:
         super().__init__(

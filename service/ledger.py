@@ -198,6 +198,8 @@ async def retry(conn: AsyncConnection, job_id: UUID, owner: str | None) -> JobRo
     if row is not None:
         return JobRow.of(row)
     current = await get(conn, job_id, owner)
+    if current.status in (Status.FAILED, Status.CANCELED):  # held back by a live lease
+        raise errors.AttemptStillRunning(job_id)
     raise errors.JobNotRetryable(job_id, current.status)
 
 
@@ -243,6 +245,13 @@ def renew_lease(conn: Connection, job_id: UUID, attempt: int, lease_s: int) -> b
     longer runs (canceled, rescued, finished)."""
     q = sql.query("renew_lease")
     return sql.one(conn, q, id=job_id, attempt=attempt, lease_s=lease_s) is not None
+
+
+def release_lease(conn: Connection, job_id: UUID, attempt: int) -> bool:
+    """Say that `attempt`, whose job was taken from it (canceled), has stopped: a retry
+    need not wait for its lease. False if there was nothing to release."""
+    q = sql.query("release_lease")
+    return sql.one(conn, q, id=job_id, attempt=attempt) is not None
 
 
 def finish(conn: Connection, job_id: UUID, attempt: int, result: object) -> JobRow | None:

@@ -49,19 +49,23 @@ FOR UPDATE
 
 -- name: cancel
 -- appends: event
-UPDATE jobs SET status = 'canceled', finished_at = now(), lease_expires_at = NULL,
-                updated_at = now()
+-- A running attempt keeps its lease: it may run on until its worker stops it and reports
+-- (`release_lease`), or the lease lapses; a retry waits for that.
+UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now(),
+                lease_expires_at = CASE WHEN status = 'started' THEN lease_expires_at END
 WHERE id = %(id)s
 RETURNING *
 
 -- name: retry
 -- appends: event
--- A failed or canceled job queued again: the next claim is a new attempt, same id.
+-- A failed or canceled job queued again: the next claim is a new attempt, same id. Not
+-- while a canceled attempt may still run (its lease is live).
 UPDATE jobs SET status = 'queued', max_attempts = greatest(max_attempts, attempt + 1),
                 result = NULL, finished_at = NULL, run_at = NULL, lease_expires_at = NULL,
                 enqueued_at = NULL, checked_at = NULL, updated_at = now()
 WHERE id = %(id)s AND (%(owner)s::text IS NULL OR owner = %(owner)s)
   AND status IN ('failed', 'canceled')
+  AND (lease_expires_at IS NULL OR lease_expires_at < now())
 RETURNING *
 
 -- name: events_after
@@ -88,6 +92,13 @@ RETURNING *
 -- A running attempt's heartbeat: fenced, and not a visible change (no event, no NOTIFY).
 UPDATE jobs SET lease_expires_at = now() + %(lease_s)s * interval '1 second'
 WHERE id = %(id)s AND status = 'started' AND attempt = %(attempt)s
+RETURNING id
+
+-- name: release_lease
+-- The worker's word that an attempt whose job was taken from it (canceled) has stopped.
+UPDATE jobs SET lease_expires_at = NULL
+WHERE id = %(id)s AND attempt = %(attempt)s AND status <> 'started'
+  AND lease_expires_at IS NOT NULL
 RETURNING id
 
 -- name: finish

@@ -274,6 +274,15 @@ class LedgerHooks:
                 row.id,
                 row.attempt,
             )
+            self._release(row)
+
+    def _release(self, row: JobRow) -> None:
+        """The attempt has stopped: if its job was canceled meanwhile, a retry need not wait
+        for its lease to lapse. One try; the lease lapses on its own otherwise."""
+        try:
+            self.ledger.once(ledger.release_lease, row.id, row.attempt)
+        except DBAPIError as exc:
+            log.info("job %s: lease not released (%s); it lapses on its own", row.id, exc)
 
     def _record_failure(self, row: JobRow, error: dict[str, Any]) -> JobRow | None:
         """Fail the attempt: `scheduled` for a retry while attempts are left, else `failed`."""

@@ -28,6 +28,7 @@ STATUS: dict[type[errors.JobServiceError], int] = {
     errors.ArtifactMissing: 404,
     errors.JobAlreadyTerminal: 409,
     errors.JobNotRetryable: 409,
+    errors.AttemptStillRunning: 409,
     errors.IdempotencyKeyReused: 409,
     errors.Unauthenticated: 401,
     errors.RateLimited: 429,

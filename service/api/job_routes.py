@@ -1,6 +1,7 @@
 """`/jobs`: submit, read, list, cancel and retry jobs (HTTP in and out; the work is in
 `service.submit`, `service.ledger` and `service.broker`)."""
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -235,18 +236,33 @@ async def cancel(
     "/{job_id}/retry",
     status_code=202,
     response_model=JobOut,
-    responses={**_errors, **problems({409: "the job is not failed or canceled"})},
+    responses={
+        **_errors,
+        **problems(
+            {409: "the job is not failed or canceled, or its canceled attempt is still running"}
+        ),
+    },
 )
 async def retry(
     job_id: UUID,
     request: Request,
-    conn: ConnDep,
     redis: RedisDep,
     settings: SettingsDep,
     client: ClientDep,
 ) -> JobOut:
-    """Run a failed or canceled job again: a new attempt under the same id."""
-    row = await ledger.retry(conn, job_id, client.owner_filter)
+    """Run a failed or canceled job again: a new attempt under the same id. A job canceled
+    while running is retried once that attempt has stopped: the request waits for it (up
+    to JOBS_LEASE_S), holding no connection while it waits."""
+    deadline = asyncio.get_running_loop().time() + settings.lease_s + 1
+    while True:
+        try:
+            async with brief_connection(request) as conn:
+                row = await ledger.retry(conn, job_id, client.owner_filter)
+            break
+        except errors.AttemptStillRunning:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
     [row] = await submit.hand_over(redis, request.app.state.marks, settings, [row])
     return _out(row)
 
