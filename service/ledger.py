@@ -234,10 +234,26 @@ def _one(conn: Connection, name: str, **params: object) -> JobRow | None:
     return None if row is None else JobRow.of(row)
 
 
-def claim(conn: Connection, job_id: UUID, worker: str, lease_s: int) -> JobRow | None:
+def claim(
+    conn: Connection, job_id: UUID, worker: str, lease_s: int, token: str = ""
+) -> JobRow | None:
     """Start the job if it may start (architecture.md, "The row is the lock"), holding a
-    lease of `lease_s`; None: skip it."""
-    return _one(conn, "claim", id=job_id, worker=worker, lease_s=lease_s, detail=_by("worker"))
+    lease of `lease_s`, for the delivery named `token`; None: skip it."""
+    return _one(
+        conn,
+        "claim",
+        id=job_id,
+        worker=worker,
+        lease_s=lease_s,
+        token=token,
+        detail=_by("worker"),
+    )
+
+
+def reclaim(conn: Connection, job_id: UUID, token: str) -> JobRow | None:
+    """The job, if the delivery named `token` already claimed it (a claim whose answer was
+    lost); None otherwise."""
+    return _one(conn, "reclaim", id=job_id, token=token)
 
 
 def renew_lease(conn: Connection, job_id: UUID, attempt: int, lease_s: int) -> bool:

@@ -82,11 +82,15 @@ SELECT 1
 -- The row is the lock: only a queued (or due scheduled) job starts, one attempt at a time.
 -- The lease is short; the worker renews it while the attempt runs (`renew_lease`).
 UPDATE jobs SET status = 'started', attempt = attempt + 1, worker = %(worker)s,
-                started_at = now(), updated_at = now(),
+                claim_token = %(token)s, started_at = now(), updated_at = now(),
                 enqueued_at = coalesce(enqueued_at, now()),
                 lease_expires_at = now() + %(lease_s)s * interval '1 second'
 WHERE id = %(id)s AND (status = 'queued' OR (status = 'scheduled' AND run_at <= now()))
 RETURNING *
+
+-- name: reclaim
+-- A claim retried after its answer was lost: the row this very delivery claimed, if so.
+SELECT * FROM jobs WHERE id = %(id)s AND status = 'started' AND claim_token = %(token)s
 
 -- name: renew_lease
 -- A running attempt's heartbeat: fenced, and not a visible change (no event, no NOTIFY).

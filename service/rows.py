@@ -51,6 +51,7 @@ class JobRow(_FromRecord):
     run_at: datetime | None
     lease_expires_at: datetime | None
     worker: str | None
+    claim_token: str | None
     checked_at: datetime | None
     created_at: datetime
     enqueued_at: datetime | None

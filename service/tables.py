@@ -72,6 +72,7 @@ jobs = Table(
     _ts("run_at"),
     _ts("lease_expires_at"),
     Column("worker", Text),
+    Column("claim_token", Text),  # which delivery claimed the running attempt
     _ts("checked_at"),
     _ts("created_at", nullable=False, server_default=func.now()),
     _ts("enqueued_at"),

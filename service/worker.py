@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker
@@ -36,6 +36,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.results import Result
 from rq.serializers import JSONSerializer
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from service import context, errors, ledger, logs, metrics, outcomes, registry
@@ -220,7 +221,19 @@ class LedgerHooks:
         except ValueError:
             log.warning("job %s is not a ledger job; skipping it", job.id)
             return None
-        row = self.ledger.write(ledger.claim, job_id, self.name, self.settings.lease_s)  # type: ignore[attr-defined]
+        token = uuid4().hex  # this delivery
+        tries = 0
+
+        def claim(conn: Connection) -> JobRow | None:
+            nonlocal tries
+            tries += 1
+            if tries > 1:  # the first try may have been applied, its answer lost
+                mine = ledger.reclaim(conn, job_id, token)
+                if mine is not None:
+                    return mine
+            return ledger.claim(conn, job_id, self.name, self.settings.lease_s, token)  # type: ignore[attr-defined]
+
+        row = self.ledger.write(claim)
         if row is None:
             log.info("job %s skipped: the ledger does not let it start here", job.id)
             return None

@@ -97,3 +97,34 @@ def test_a_worker_cut_off_from_postgres_stops_its_job_before_it_is_rescued(
         ]
     finally:
         proxy.close()
+
+
+def test_a_claim_whose_answer_is_lost_still_runs_the_job_once(
+    world: tuple[Stack, Ledger, Private], tmp_path: Path
+) -> None:
+    """The worker's link to PostgreSQL drops right after its claim reached the server: the
+    claim is applied but never acknowledged. The worker's retried claim finds its own
+    claim (by its delivery token) and runs the job: attempt 1, once."""
+    stack, ledger_rows, private = world
+    proxy = Proxy(private.pg.port)
+    try:
+        proxy.cut_after(b"SET status = 'started', attempt = attempt + 1")
+        direct = stack.env["DATABASE_URL"]
+        stack.env["DATABASE_URL"] = direct.replace(f":{private.pg.port}/", f":{proxy.port}/")
+        stack.worker("w1")
+        stack.env["DATABASE_URL"] = direct
+        record = tmp_path / "beats"
+        r = stack.http.post(
+            "/jobs",
+            json={"task": "beat", "args": {"seconds": 1, "path": str(record)}, "max_attempts": 3},
+        )
+        job_id = r.json()["id"]
+
+        done = stack.wait(job_id, timeout=30)
+
+        assert proxy.cuts == 1
+        assert done["status"] == "finished" and done["attempt"] == 1
+        assert set(runs(record)) == {1}  # ran as attempt 1 only
+        assert ledger_rows.statuses(job_id) == ["queued", "started", "finished"]
+    finally:
+        proxy.close()

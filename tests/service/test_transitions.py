@@ -102,7 +102,9 @@ class Driver:
                 ledger.release_due(conn, limit=10_000)
 
     def _api_ignoring(self, fn: Any) -> None:
-        with contextlib.suppress(errors.JobAlreadyTerminal, errors.JobNotRetryable):
+        with contextlib.suppress(
+            errors.JobAlreadyTerminal, errors.JobNotRetryable, errors.AttemptStillRunning
+        ):
             self._api(fn)
 
 
