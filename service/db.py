@@ -4,6 +4,7 @@ processes' psycopg one, database creation, and which database errors are outages
 import asyncpg
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.settings import Settings
@@ -79,7 +80,10 @@ ASYNCPG_OUTAGES = (
 
 
 def transient(exc: BaseException) -> bool:
-    """True if `exc` means the database is unreachable for now (retry later), not a bug."""
+    """True if `exc` means the database is unreachable for now (retry later), not a bug:
+    a lost or refused connection, or no pooled connection free in time."""
+    if isinstance(exc, PoolTimeout):
+        return True
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
     return isinstance(exc, (*ASYNCPG_OUTAGES, OSError, TimeoutError))

@@ -2,7 +2,7 @@
 
 import time
 
-from service.task_api import TaskArgs, current, task
+from service.task_api import TaskArgs, current, save_artifact, task
 
 
 class NoArgs(TaskArgs):
@@ -45,3 +45,13 @@ def beat(args: BeatArgs) -> float:
             out.flush()
             time.sleep(0.1)
     return args.seconds
+
+
+class ArtifactArgs(TaskArgs):
+    size: int
+
+
+@task(name="big_artifact", timeout_s=60)
+def big_artifact(args: ArtifactArgs) -> dict[str, object]:
+    """Keep an artifact of `size` bytes."""
+    return {"artifacts": [save_artifact("big.bin", b"x" * args.size, "application/octet-stream")]}

@@ -11,6 +11,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service import db, errors
 
@@ -97,6 +98,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(DBAPIError, ledger_unreachable)
+    app.add_exception_handler(PoolTimeout, ledger_unreachable)
     # asyncpg raises OSError subclasses (refused, unreachable) and TimeoutError on connect,
     # and its own errors on a connection that drops.
     app.add_exception_handler(OSError, ledger_unreachable)

@@ -65,3 +65,26 @@ async def test_database_down_is_503_and_nothing_is_enqueued(
     assert ready.json()["checks"]["redis"] == "ok"
     assert (await database_down.get("/jobs")).status_code == 503
     assert (await database_down.get("/healthz")).status_code == 200
+
+
+async def test_a_pool_that_stays_busy_is_a_503_not_a_500(
+    settings: Settings, api_key: str, ledger_rows: Ledger
+) -> None:
+    from service.main import create_app
+
+    tight = settings.model_copy(
+        update={"db_pool_size": 1, "db_max_overflow": 0, "db_connect_timeout_s": 0.5}
+    )
+    app = create_app(tight)
+    async with app.router.lifespan_context(app), app.state.engine.connect() as held:
+        await held.exec_driver_sql("SELECT 1")  # the pool's one connection, taken
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {api_key}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=headers
+        ) as c:
+            r = await c.post("/jobs", json={"task": "echo"})
+
+    assert r.status_code == 503, r.text
+    assert r.headers["Retry-After"]
+    assert ledger_rows.count() == 0
