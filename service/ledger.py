@@ -68,10 +68,10 @@ def _insert_params(batch: list[NewJob], actor: str) -> dict[str, object]:
         "owner": [job.owner for job in batch],
         "meta": [_json(job.meta) for job in batch],
         "run_at": [job.run_at for job in batch],
+        "delay_s": [job.delay_s for job in batch],
         "idempotency_key": [job.idempotency_key for job in batch],
         "request_hash": [job.request_hash for job in batch],
         "callback_url": [job.callback_url for job in batch],
-        "status": [str(job.status) for job in batch],
         "detail": _by(actor),
     }
 

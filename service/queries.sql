@@ -11,14 +11,24 @@
 -- appends: event
 -- Jobs arrive as column arrays (one statement of one shape for a submit, a batch or the
 -- reconciler: prepared once, one round trip). A job whose owner already used its
--- idempotency key is left out; the unique index decides, not a check-then-insert.
+-- idempotency key is left out; the unique index decides, not a check-then-insert. When a
+-- job may start is decided by the database's clock: `run_at`, or now + `delay_s`; a start
+-- in the future waits as `scheduled`.
 INSERT INTO jobs (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta,
                   run_at, idempotency_key, request_hash, callback_url, status)
-SELECT * FROM unnest(%(id)s::uuid[], %(task)s::text[], %(queue)s::text[], %(args)s::jsonb[],
-                     %(timeout_s)s::int[], %(max_attempts)s::int[], %(backoff_s)s::float8[],
-                     %(owner)s::text[], %(meta)s::jsonb[], %(run_at)s::timestamptz[],
-                     %(idempotency_key)s::text[], %(request_hash)s::text[],
-                     %(callback_url)s::text[], %(status)s::text[])
+SELECT j.id, j.task, j.queue, j.args, j.timeout_s, j.max_attempts, j.backoff_s, j.owner,
+       j.meta, CASE WHEN s.start > now() THEN s.start END, j.idempotency_key,
+       j.request_hash, j.callback_url,
+       CASE WHEN s.start > now() THEN 'scheduled' ELSE 'queued' END
+FROM unnest(%(id)s::uuid[], %(task)s::text[], %(queue)s::text[], %(args)s::jsonb[],
+            %(timeout_s)s::int[], %(max_attempts)s::int[], %(backoff_s)s::float8[],
+            %(owner)s::text[], %(meta)s::jsonb[], %(run_at)s::timestamptz[],
+            %(delay_s)s::float8[], %(idempotency_key)s::text[], %(request_hash)s::text[],
+            %(callback_url)s::text[])
+       AS j (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta, run_at,
+             delay_s, idempotency_key, request_hash, callback_url)
+CROSS JOIN LATERAL
+  (SELECT coalesce(j.run_at, now() + j.delay_s * interval '1 second') AS start) AS s
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *
 

@@ -7,7 +7,6 @@ from typing import Self
 from uuid import UUID
 
 from service.sql import Record
-from service.tables import Status
 
 JsonObject = dict[str, object]
 
@@ -88,14 +87,11 @@ class NewJob:
     backoff_s: float
     owner: str
     meta: JsonObject
-    run_at: datetime | None = None  # in the future: the job waits as `scheduled`
+    run_at: datetime | None = None  # when it may start (in the future: it waits as `scheduled`)
+    delay_s: float | None = None  # or: this long after the database records it
     idempotency_key: str | None = None
     request_hash: str | None = None
     callback_url: str | None = None
-
-    @property
-    def status(self) -> Status:
-        return Status.SCHEDULED if self.run_at is not None else Status.QUEUED
 
 
 @dataclass(frozen=True)

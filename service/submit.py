@@ -18,7 +18,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from pydantic import JsonValue
@@ -53,6 +53,9 @@ def prepare(spec: JobIn, settings: Settings, owner: str, key: str | None) -> New
     _within("max_attempts", spec.max_attempts, settings.max_attempts_cap)
     _within("backoff_s", spec.backoff_s, settings.max_backoff_s)
     _within("delay_s", spec.delay_s, settings.max_delay_s)
+    if spec.run_at is not None:  # a cap on the request; the database decides when it is due
+        ahead = (spec.run_at - datetime.now(UTC)).total_seconds()
+        _within("run_at (seconds from now)", ahead, settings.max_delay_s)
     callback_url = None if spec.callback_url is None else str(spec.callback_url)
     if callback_url is not None and settings.callback_secret is None:
         raise errors.OptionInvalid(
@@ -69,7 +72,8 @@ def prepare(spec: JobIn, settings: Settings, owner: str, key: str | None) -> New
         backoff_s=task.backoff_s if spec.backoff_s is None else spec.backoff_s,
         owner=owner,
         meta=dict(spec.meta),
-        run_at=_start_time(spec, settings),
+        run_at=spec.run_at,
+        delay_s=spec.delay_s,
         idempotency_key=key,
         request_hash=_fingerprint(spec) if key else None,
         callback_url=callback_url,
@@ -119,19 +123,6 @@ def system_job(
         meta={"by": "reconciler"} if owner == keys.SYSTEM_CLIENT else {},
         idempotency_key=idempotency_key,
     )
-
-
-def _start_time(spec: JobIn, settings: Settings) -> datetime | None:
-    """When the job may start: None for now, else a time in the future (it waits as
-    `scheduled`)."""
-    now = datetime.now(UTC)
-    run_at = spec.run_at
-    if spec.delay_s is not None:
-        run_at = now + timedelta(seconds=spec.delay_s)
-    if run_at is None:
-        return None
-    _within("run_at (seconds from now)", (run_at - now).total_seconds(), settings.max_delay_s)
-    return run_at if run_at > now else None  # already due: queue it now
 
 
 def _fingerprint(spec: JobIn) -> str:
