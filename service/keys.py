@@ -8,6 +8,7 @@ one here), with its first characters to tell keys apart in listings.
 import hashlib
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,24 +60,39 @@ class KeyCache:
     Emptied whenever any key is revoked or deleted: migration 0006's trigger sends NOTIFY
     `api_keys` in that transaction and the process's listener (`service.watch`) calls
     `clear`. While the listener is down, nothing is served from here, so a revoked key
-    still fails on its next request. Only live keys are kept: a new key works at once.
+    still fails on its next request; and whatever happens to notifications, an entry is
+    trusted for `ttl_s` (JOBS_KEY_CACHE_S) at most. A lookup that a change overtook is not
+    cached (`generation`). Only live keys are kept: a new key works at once.
     """
 
-    def __init__(self, trusted: Callable[[], bool], max_entries: int = 10_000) -> None:
+    def __init__(
+        self, trusted: Callable[[], bool], ttl_s: float = 5.0, max_entries: int = 10_000
+    ) -> None:
         self._trusted = trusted
+        self._ttl_s = ttl_s
         self._max_entries = max_entries
-        self._clients: dict[str, Client] = {}
+        self._clients: dict[str, tuple[Client, float]] = {}  # hash → (client, cached at)
+        self.generation = 0  # moves on every change: lookups begun before it are stale
 
     def get(self, key: str) -> Client | None:
-        return self._clients.get(_hash(key)) if self._trusted() else None
+        if not self._trusted():
+            return None
+        found = self._clients.get(_hash(key))
+        if found is None or time.monotonic() - found[1] > self._ttl_s:
+            return None
+        return found[0]
 
-    def put(self, key: str, client: Client) -> None:
+    def put(self, key: str, client: Client, generation: int) -> None:
+        """Cache what a lookup begun at `generation` found, unless a change came since."""
+        if generation != self.generation:
+            return
         if len(self._clients) >= self._max_entries:
             self._clients.clear()
-        self._clients[_hash(key)] = client
+        self._clients[_hash(key)] = (client, time.monotonic())
 
     def clear(self) -> None:
         self._clients.clear()
+        self.generation += 1
 
 
 def create(conn: Connection, name: str, admin: bool) -> str:

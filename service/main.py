@@ -39,7 +39,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis = broker.connect(settings)
     app.state.marks = EnqueuedMarks(app.state.engine)
     app.state.watcher = Watcher(settings)
-    app.state.keys = keys.KeyCache(trusted=app.state.watcher.listening.is_set)
+    app.state.keys = keys.KeyCache(
+        trusted=app.state.watcher.listening.is_set, ttl_s=settings.key_cache_s
+    )
     app.state.watcher.on_keys_changed.append(app.state.keys.clear)
     await app.state.watcher.start()
     log.info("api ready: tasks %s", ", ".join(t.name for t in registry.all_tasks()))

@@ -20,6 +20,10 @@ class Settings(BaseSettings):
         default=PostgresDsn(DEFAULT_DATABASE_URL),
         validation_alias=AliasChoices("DATABASE_URL", "JOBS_DATABASE_URL"),
     )
+    listen_database_url: PostgresDsn | None = Field(
+        default=None,
+        description="where each API process LISTENs for changes (default: DATABASE_URL)",
+    )
     redis_url: RedisDsn = Field(
         default=RedisDsn(DEFAULT_REDIS_URL),
         validation_alias=AliasChoices("REDIS_URL", "JOBS_REDIS_URL"),
@@ -75,6 +79,9 @@ class Settings(BaseSettings):
     # named "dev"), lets the dashboard run without a password and the rate limit default
     # to off: for a developer's machine only.
     dev_mode: bool = False
+    key_cache_s: float = Field(
+        default=5, ge=0, description="how long an API process trusts a key it looked up"
+    )
     public_readyz: bool = Field(default=True, description="serve /readyz without an API key")
     public_docs: bool = Field(default=True, description="serve /docs and /openapi.json openly")
     cors_origins: Annotated[list[str], NoDecode] = Field(default=[])

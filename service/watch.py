@@ -32,9 +32,13 @@ KEYS_CHANNEL = "api_keys"
 
 class Watcher:
     def __init__(self, settings: Settings) -> None:
-        url = make_url(str(settings.database_url)).set(drivername="postgresql")
+        listen_url = settings.listen_database_url or settings.database_url
+        url = make_url(str(listen_url)).set(drivername="postgresql")
         self._dsn = url.render_as_string(hide_password=False)
         self._timeout = settings.db_connect_timeout_s
+        # How often the quiet listening connection proves it still answers: notifications
+        # lost on a dead link must not go unnoticed for longer than a cached key is trusted.
+        self._check_s = max(0.5, min(settings.key_cache_s, 5.0))
         self._waiters: dict[UUID, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
@@ -105,19 +109,30 @@ class Watcher:
             await conn.add_listener(KEYS_CHANNEL, self._keys_changed)
             self.listening.set()
             self._wake_all()  # changes while no one listened: read again
-            await lost.wait()
+            while not lost.is_set():
+                try:
+                    await asyncio.wait_for(lost.wait(), self._check_s)
+                except TimeoutError:  # quiet: make sure the link still carries anything
+                    await asyncio.wait_for(conn.fetchval("SELECT 1"), self._timeout)
         finally:
             self.listening.clear()
             if not conn.is_closed():
                 with suppress(Exception):
                     await asyncio.wait_for(conn.close(), 2)
+            if not conn.is_closed():
+                conn.terminate()
 
 
 async def wait_final(
-    watcher: Watcher, job_id: UUID, read: Callable[[], Awaitable[JobRow]], wait_s: float
+    watcher: Watcher,
+    job_id: UUID,
+    read: Callable[[], Awaitable[JobRow]],
+    wait_s: float,
+    every_s: float,
 ) -> JobRow:
     """The job once it is final, or as it is after `wait_s` seconds (a long-poll). `read`
-    takes a pooled connection only while it reads: none is held while waiting."""
+    takes a pooled connection only while it reads: none is held while waiting. It reads
+    again at least every `every_s` (so `read` can check the caller's key as it goes)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     with watcher.watching(job_id) as changed:  # before the first read: no change is missed
@@ -126,10 +141,8 @@ async def wait_final(
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except TimeoutError:
-                break
+            with suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(remaining, every_s))
             changed.clear()
             job = await read()
     return job

@@ -70,14 +70,33 @@ async def current_client(
         return DEV_CLIENT
     if credentials is None:
         raise errors.Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
-    cache: keys.KeyCache = request.app.state.keys
-    client = cache.get(credentials.credentials)
+    client = await authenticated(request, credentials.credentials)
     if client is None:
+        raise errors.Unauthenticated("invalid or revoked API key")
+    return client
+
+
+async def still_allowed(request: Request) -> bool:
+    """Whether the key of this (long) request is still live: streams and long-polls ask as
+    they go, so a revoked key's open requests end too."""
+    settings: Settings = request.app.state.settings
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if settings.dev_mode or scheme.lower() != "bearer":
+        return settings.dev_mode
+    return await authenticated(request, key.strip()) is not None
+
+
+async def authenticated(request: Request, key: str) -> Client | None:
+    """The client of a live key, from the process's key cache or the ledger; None if the
+    key is unknown or revoked (also asked again by streams and long-polls as they go)."""
+    cache: keys.KeyCache = request.app.state.keys
+    client = cache.get(key)
+    if client is None:
+        generation = cache.generation
         async with brief_connection(request) as conn:
-            client = await keys.authenticate(conn, credentials.credentials)
-        if client is None:
-            raise errors.Unauthenticated("invalid or revoked API key")
-        cache.put(credentials.credentials, client)
+            client = await keys.authenticate(conn, key)
+        if client is not None:
+            cache.put(key, client, generation)
     return client
 
 

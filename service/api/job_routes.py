@@ -17,6 +17,7 @@ from service.api.deps import (
     SettingsDep,
     SubmitterDep,
     brief_connection,
+    still_allowed,
 )
 from service.rows import JobRow
 from service.schemas import (
@@ -180,12 +181,16 @@ async def get_job(
     owner = client.owner_filter
 
     async def read() -> JobRow:
+        if wait and not await still_allowed(request):  # a revoked key's long-poll ends
+            raise errors.Unauthenticated("invalid or revoked API key")
         async with brief_connection(request) as conn:
             return await ledger.get(conn, job_id, owner)
 
-    job = await (
-        watch.wait_final(request.app.state.watcher, job_id, read, wait) if wait else read()
-    )
+    if wait:
+        every_s = max(request.app.state.settings.key_cache_s, 0.5)
+        job = await watch.wait_final(request.app.state.watcher, job_id, read, wait, every_s)
+    else:
+        job = await read()
     tag = etag(job)
     if if_none_match is not None and tag in (t.strip() for t in if_none_match.split(",")):
         return Response(status_code=304, headers={"ETag": tag})

@@ -2,7 +2,8 @@
 
 Every transition is sent from the job's events (so none is skipped, however fast they come),
 each progress change as it is seen, and a last `job` event with the final job before the
-stream closes. A client that reconnects with `Last-Event-ID` resumes after that event.
+stream closes. A client that reconnects with `Last-Event-ID` resumes after that event. A
+stream whose API key is revoked ends with a `revoked` event (within JOBS_KEY_CACHE_S).
 """
 
 import asyncio
@@ -15,8 +16,9 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from service import errors, ledger
-from service.api.deps import ClientDep, brief_connection
+from service.api.deps import ClientDep, brief_connection, still_allowed
 from service.schemas import EventOut, JobOut, problems
+from service.settings import Settings
 from service.tables import TERMINAL, Status
 from service.watch import Watcher
 
@@ -60,9 +62,15 @@ async def _events(
 ) -> AsyncIterator[str]:
     watcher: Watcher = request.app.state.watcher
     progress: Any = None
+    settings: Settings = request.app.state.settings
+    recheck_s = min(KEEPALIVE_S, max(settings.key_cache_s, 0.5))
+    quiet_s = 0.0
     with watcher.watching(job_id) as changed:
         while True:
             changed.clear()
+            if not await still_allowed(request):
+                yield _sse("revoked", json.dumps({"detail": "the API key was revoked"}))
+                return
             try:
                 async with brief_connection(request) as conn:
                     job = await ledger.get(conn, job_id, owner)
@@ -80,9 +88,13 @@ async def _events(
                 yield _sse("job", JobOut.model_validate(vars(job)).model_dump_json())
                 return
             try:
-                await asyncio.wait_for(changed.wait(), KEEPALIVE_S)
+                await asyncio.wait_for(changed.wait(), recheck_s)
+                quiet_s = 0.0
             except TimeoutError:
-                yield ": keepalive\n\n"
+                quiet_s += recheck_s
+                if quiet_s >= KEEPALIVE_S:
+                    quiet_s = 0.0
+                    yield ": keepalive\n\n"
 
 
 def _sse(event: str, data: str, event_id: int | None = None) -> str:

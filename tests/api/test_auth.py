@@ -98,12 +98,28 @@ async def test_a_revoked_key_is_refused_as_soon_as_the_api_hears_of_it(
 def test_the_key_cache_serves_nothing_while_changes_cannot_be_heard() -> None:
     listening = True
     cache = keys.KeyCache(trusted=lambda: listening)
-    cache.put("jobsvc_k", keys.Client("tester"))
+    cache.put("jobsvc_k", keys.Client("tester"), cache.generation)
     assert cache.get("jobsvc_k") == keys.Client("tester")
     listening = False  # the listener is down (PostgreSQL restarting): look keys up again
     assert cache.get("jobsvc_k") is None
     listening = True
     cache.clear()  # a key changed
+    assert cache.get("jobsvc_k") is None
+
+
+def test_a_lookup_that_a_revocation_overtook_is_not_cached() -> None:
+    cache = keys.KeyCache(trusted=lambda: True)
+    started = cache.generation  # a lookup begins (the key still live in the ledger)
+    cache.clear()  # meanwhile the key is revoked: NOTIFY empties the cache
+    cache.put("jobsvc_k", keys.Client("tester"), started)  # the lookup's answer arrives
+    assert cache.get("jobsvc_k") is None
+
+
+def test_a_cached_key_is_trusted_for_the_cache_time_at_most() -> None:
+    cache = keys.KeyCache(trusted=lambda: True, ttl_s=0.2)  # notifications never arrive
+    cache.put("jobsvc_k", keys.Client("tester"), cache.generation)
+    assert cache.get("jobsvc_k") == keys.Client("tester")
+    time.sleep(0.3)
     assert cache.get("jobsvc_k") is None
 
 
