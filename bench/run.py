@@ -64,12 +64,12 @@ class Scenario:
 # ---------------------------------------------------------------- environment
 
 
-def bench_env() -> dict[str, str]:
+def bench_env(database: str, redis_db: int) -> dict[str, str]:
     from service.settings import Settings
 
     base = Settings()
-    db = make_url(str(base.database_url)).set(database=BENCH_DB).render_as_string(False)
-    redis = make_url(str(base.redis_url)).set(database=str(BENCH_REDIS_DB))
+    db = make_url(str(base.database_url)).set(database=database).render_as_string(False)
+    redis = make_url(str(base.redis_url)).set(database=str(redis_db))
     return {
         **os.environ,
         "DATABASE_URL": db,
@@ -83,14 +83,14 @@ def bench_env() -> dict[str, str]:
 
 
 class Bench:
-    def __init__(self, size: str) -> None:
+    def __init__(self, size: str, database: str, redis_db: int) -> None:
         self.size = SIZES[size]
-        self.env = bench_env()
+        self.env = bench_env(database, redis_db)
         url = make_url(self.env["DATABASE_URL"]).set(drivername="postgresql+psycopg")
         admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
         admin.dispose()
         self.engine = create_engine(url)
         self.redis = Redis.from_url(self.env["REDIS_URL"])
@@ -573,10 +573,10 @@ def format_row(s: Scenario) -> str:
 
 
 @contextmanager
-def bench_session(size: str) -> Iterator[Bench]:
+def bench_session(size: str, database: str, redis_db: int) -> Iterator[Bench]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk (make bench does it)")
-    bench = Bench(size)
+    bench = Bench(size, database, redis_db)
     try:
         bench.api()
         yield bench
@@ -588,6 +588,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument("--database", default=BENCH_DB, help="dropped and made afresh")
+    parser.add_argument("--redis-db", type=int, default=BENCH_REDIS_DB, help="flushed")
     parser.add_argument(
         "--only",
         nargs="+",
@@ -598,7 +600,7 @@ def main() -> None:
     chosen = set(args.only or ["submit", "batch", "workers", "end-to-end", "scale", "memory"])
     started = time.perf_counter()
     print(f"  {'scenario':<38} {'value':>10} {'':<7} {'baseline':>10} {'ratio':>7}  target")
-    with bench_session(args.size) as bench:
+    with bench_session(args.size, args.database, args.redis_db) as bench:
         empty = submit_and_poll(bench) if chosen & {"submit", "scale"} else {}
         if "batch" in chosen:
             batch(bench)

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from service import localservers
 from service.settings import Settings
 from tests.support import (
+    RUN_ID,
     Ledger,
     api_client,
     create_fresh_database,
@@ -25,7 +26,7 @@ from tests.support import (
     migrate,
 )
 
-TEST_DATABASE = os.environ.get("JOBS_TEST_DATABASE", "jobsvc_test")
+TEST_DATABASE = os.environ.get("JOBS_TEST_DATABASE", f"jobsvc_test_{RUN_ID}")
 TEST_REDIS_DB = int(os.environ.get("JOBS_TEST_REDIS_DB", "13"))
 
 

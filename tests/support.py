@@ -1,5 +1,6 @@
 """Helpers shared by the tests: databases, direct ledger reads, in-process workers."""
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +10,10 @@ import httpx
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from service.settings import Settings
+
+# Names of what this test run makes on shared servers (databases), so that nothing a user,
+# `make bench` or another run keeps is touched.
+RUN_ID = str(os.getpid())
 
 
 def create_fresh_database(settings: Settings, name: str) -> str:

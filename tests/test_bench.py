@@ -6,6 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import make_url
+
+from service.settings import Settings
+from tests.support import RUN_ID, drop_database
 
 pytestmark = pytest.mark.slow
 
@@ -17,16 +21,25 @@ SCENARIOS = {
 }  # fmt: skip
 
 
-def test_tiny_bench_writes_every_scenario(tmp_path: Path) -> None:
+def test_tiny_bench_writes_every_scenario(tmp_path: Path, settings: Settings) -> None:
+    """In a database and Redis db of this test run's own: never `make bench`'s."""
     out = tmp_path / "results.json"
+    database = f"jobsvc_bench_{RUN_ID}"
+    redis_db = make_url(str(settings.redis_url)).database or "0"  # this run's, flushed per test
 
-    done = subprocess.run(
-        [sys.executable, "bench/run.py", "--size", "tiny", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    try:
+        done = subprocess.run(
+            [
+                *(sys.executable, "bench/run.py", "--size", "tiny", "--out", str(out)),
+                *("--database", database, "--redis-db", redis_db),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        drop_database(settings, database)
 
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(out.read_text())

@@ -9,9 +9,9 @@ from sqlalchemy import create_engine, inspect, make_url
 
 from service.settings import Settings
 from service.tables import metadata
-from tests.support import create_fresh_database, drop_database, migrate
+from tests.support import RUN_ID, create_fresh_database, drop_database, migrate
 
-NAME = "jobsvc_test_migrations"
+NAME = f"jobsvc_test_migrations_{RUN_ID}"
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from sqlalchemy import make_url
 from service.localservers import free_port
 from service.settings import Settings
 from tests.e2e.conftest import BIN, Stack
-from tests.support import drop_database
+from tests.support import RUN_ID, drop_database
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +27,7 @@ def jobsvc(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_db_create_creates_a_missing_database_once(settings: Settings) -> None:
-    name = "jobsvc_test_created"
+    name = f"jobsvc_test_created_{RUN_ID}"
     url = make_url(str(settings.database_url)).set(database=name).render_as_string(False)
     drop_database(settings, name)
     try:

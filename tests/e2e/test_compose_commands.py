@@ -12,7 +12,7 @@ import pytest
 from service.localservers import free_port
 from service.settings import Settings
 from tests.e2e.conftest import BIN, Stack, get_when_up
-from tests.support import create_fresh_database, drop_database
+from tests.support import RUN_ID, create_fresh_database, drop_database
 from tests.test_compose import compose
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +30,7 @@ def local(command: list[str], port: int) -> list[str]:
 
 @pytest.fixture
 def fresh_database(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    name = "jobsvc_test_compose"
+    name = f"jobsvc_test_compose_{RUN_ID}"
     url = create_fresh_database(settings, name)
     monkeypatch.setenv("DATABASE_URL", url)
     yield url

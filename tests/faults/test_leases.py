@@ -3,6 +3,8 @@ timeout, and a worker that cannot renew its lease stops the job before anyone el
 start it."""
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,30 @@ def runs(path: Path) -> dict[int, tuple[float, float]]:
         attempt, at = line.split()
         seen.setdefault(int(attempt), []).append(float(at))
     return {attempt: (min(beats), max(beats)) for attempt, beats in seen.items()}
+
+
+@contextmanager
+def worker_through_proxy(stack: Stack, private: Private, name: str) -> Iterator[Proxy]:
+    """A worker that reaches PostgreSQL through a proxy of its own (the rest of the stack
+    goes direct); the proxy closes at the end."""
+    proxy = Proxy(private.pg.port)
+    direct = stack.env["DATABASE_URL"]
+    try:
+        stack.env["DATABASE_URL"] = direct.replace(f":{private.pg.port}/", f":{proxy.port}/")
+        stack.worker(name)
+        stack.env["DATABASE_URL"] = direct
+        yield proxy
+    finally:
+        stack.env["DATABASE_URL"] = direct
+        proxy.close()
+
+
+def submit_beat(stack: Stack, record: Path, seconds: float, max_attempts: int) -> str:
+    args = {"seconds": seconds, "path": str(record)}
+    r = stack.http.post("/jobs", json={"task": "beat", "args": args, "max_attempts": max_attempts})
+    assert r.status_code == 202, r.text
+    job_id: str = r.json()["id"]
+    return job_id
 
 
 def test_a_lost_worker_is_found_within_the_lease_not_the_timeout(
@@ -65,18 +91,9 @@ def test_a_worker_cut_off_from_postgres_stops_its_job_before_it_is_rescued(
     the job before its lease runs out, and only then does w2 start it (seen from the
     job's own record of when it ran, not from the ledger)."""
     stack, ledger_rows, private = world
-    proxy = Proxy(private.pg.port)
-    try:
-        direct = stack.env["DATABASE_URL"]
-        stack.env["DATABASE_URL"] = direct.replace(f":{private.pg.port}/", f":{proxy.port}/")
-        stack.worker("w1")
-        stack.env["DATABASE_URL"] = direct
-        record = tmp_path / "beats"
-        r = stack.http.post(
-            "/jobs",
-            json={"task": "beat", "args": {"seconds": 12, "path": str(record)}, "max_attempts": 2},
-        )
-        job_id = r.json()["id"]
+    record = tmp_path / "beats"
+    with worker_through_proxy(stack, private, "w1") as proxy:
+        job_id = submit_beat(stack, record, seconds=12, max_attempts=2)
         assert stack.wait(job_id, ("started",))["status"] == "started"
         time.sleep(1)
 
@@ -95,8 +112,6 @@ def test_a_worker_cut_off_from_postgres_stops_its_job_before_it_is_rescued(
             "w1",
             "w2",
         ]
-    finally:
-        proxy.close()
 
 
 def test_a_claim_whose_answer_is_lost_still_runs_the_job_once(
@@ -106,25 +121,14 @@ def test_a_claim_whose_answer_is_lost_still_runs_the_job_once(
     claim is applied but never acknowledged. The worker's retried claim finds its own
     claim (by its delivery token) and runs the job: attempt 1, once."""
     stack, ledger_rows, private = world
-    proxy = Proxy(private.pg.port)
-    try:
+    record = tmp_path / "beats"
+    with worker_through_proxy(stack, private, "w1") as proxy:
         proxy.cut_after(b"SET status = 'started', attempt = attempt + 1")
-        direct = stack.env["DATABASE_URL"]
-        stack.env["DATABASE_URL"] = direct.replace(f":{private.pg.port}/", f":{proxy.port}/")
-        stack.worker("w1")
-        stack.env["DATABASE_URL"] = direct
-        record = tmp_path / "beats"
-        r = stack.http.post(
-            "/jobs",
-            json={"task": "beat", "args": {"seconds": 1, "path": str(record)}, "max_attempts": 3},
-        )
-        job_id = r.json()["id"]
+        job_id = submit_beat(stack, record, seconds=1, max_attempts=3)
 
         done = stack.wait(job_id, timeout=30)
 
         assert proxy.cuts == 1
-        assert done["status"] == "finished" and done["attempt"] == 1
-        assert set(runs(record)) == {1}  # ran as attempt 1 only
-        assert ledger_rows.statuses(job_id) == ["queued", "started", "finished"]
-    finally:
-        proxy.close()
+    assert done["status"] == "finished" and done["attempt"] == 1
+    assert set(runs(record)) == {1}  # ran as attempt 1 only
+    assert ledger_rows.statuses(job_id) == ["queued", "started", "finished"]

@@ -25,7 +25,7 @@ def test_job_of_a_killed_worker_finishes_on_another(world: tuple[Stack, Ledger, 
 
     stack.kill(first["worker"])
 
-    # lease (timeout 4 s + margin 1 s) + reconcile interval + the 2 s run, with room to spare
+    # lease (JOBS_LEASE_S=6) + reconcile interval + the 2 s run, with room to spare
     done = stack.wait(job_id, timeout=20)
     assert done["status"] == "finished" and done["result"] == 2 and done["attempt"] == 2
     last = ledger_rows.row(job_id)
