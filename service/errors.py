@@ -98,7 +98,7 @@ class Unauthenticated(JobServiceError):
 
 class RateLimited(JobServiceError):
     def __init__(self, retry_after_s: int) -> None:
-        super().__init__(f"too many submits; try again in {retry_after_s} s")
+        super().__init__(f"too many requests; try again in {retry_after_s} s")
         self.retry_after_s = retry_after_s
 
 

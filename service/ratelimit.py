@@ -1,4 +1,5 @@
-"""A per-client token bucket in Redis, shared by every API process."""
+"""A per-client token bucket in Redis, shared by every API process: submits (one token a
+job, a batch included), cancels, retries and uploads."""
 
 import logging
 import math
@@ -12,6 +13,8 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 # KEYS[1] the bucket; ARGV rate per second, burst, cost. Redis's clock, so processes agree.
+# A request passes when the bucket holds its cost (or is full, for a batch larger than the
+# burst) and then pays all of it: the bucket may go into debt, which later requests wait out.
 _TAKE = """
 local now = redis.call('TIME')
 now = tonumber(now[1]) + tonumber(now[2]) / 1e6
@@ -20,10 +23,11 @@ local tokens = tonumber(redis.call('HGET', KEYS[1], 't') or burst)
 local since = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
 tokens = math.min(burst, tokens + math.max(0, now - since) * rate)
 local cost = tonumber(ARGV[3])
+local need = math.min(cost, burst)
 local wait = 0
-if tokens >= cost then tokens = tokens - cost else wait = (cost - tokens) / rate end
+if tokens >= need then tokens = tokens - cost else wait = (need - tokens) / rate end
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+redis.call('EXPIRE', KEYS[1], math.ceil((burst - math.min(tokens, 0)) / rate) + 1)
 return tostring(wait)
 """
 
@@ -42,7 +46,7 @@ def take(redis: Redis, client: str, settings: Settings, cost: int = 1) -> None:
                 f"jobsvc:ratelimit:{client}",
                 settings.rate_limit_per_s,
                 settings.rate_limit_burst,
-                min(cost, settings.rate_limit_burst),  # a batch may take a whole bucket
+                cost,
             )
         )
     except RedisError as exc:

@@ -113,11 +113,12 @@ def key_unless(public: Callable[[Settings], bool]) -> Any:
     return Depends(access)
 
 
-async def submit_allowed(client: ClientDep, redis: RedisDep, settings: SettingsDep) -> Client:
-    """The client, if its submit rate allows one more job (429 with Retry-After if not)."""
+async def within_rate(client: ClientDep, redis: RedisDep, settings: SettingsDep) -> Client:
+    """The client, if its rate allows one more request that costs work (a submit, cancel,
+    retry or upload): 429 with Retry-After if not."""
     if settings.rate_limit_on:
         await run_in_threadpool(ratelimit.take, redis, client.name, settings)
     return client
 
 
-SubmitterDep = Annotated[Client, Depends(submit_allowed)]
+LimitedClientDep = Annotated[Client, Depends(within_rate)]

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
 from service import errors, ledger, storage
-from service.api.deps import ClientDep, ConnDep, SettingsDep
+from service.api.deps import ClientDep, ConnDep, LimitedClientDep, SettingsDep
 from service.schemas import UploadOut, problems
 from service.settings import Settings
 from service.tables import Status
@@ -33,6 +33,7 @@ _ERRORS = problems(
         {
             401: "no API key, or not a live one",
             413: "the upload is over JOBS_MAX_UPLOAD_BYTES",
+            429: "too many requests: wait Retry-After seconds",
             422: "an empty upload",
         }
     ),
@@ -47,7 +48,7 @@ _ERRORS = problems(
 )
 async def upload(
     request: Request,
-    client: ClientDep,
+    client: LimitedClientDep,
     settings: SettingsDep,
     content_type: Annotated[str, Header()] = "application/octet-stream",
 ) -> UploadOut:

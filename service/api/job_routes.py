@@ -13,9 +13,9 @@ from service import broker, errors, ledger, ratelimit, submit, watch
 from service.api.deps import (
     ClientDep,
     ConnDep,
+    LimitedClientDep,
     RedisDep,
     SettingsDep,
-    SubmitterDep,
     brief_connection,
     still_allowed,
 )
@@ -34,6 +34,7 @@ from service.tables import Status
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
+_TOO_MANY = "too many requests: wait Retry-After seconds"
 _errors = problems(
     {
         401: "no API key, or not a live one",
@@ -54,7 +55,7 @@ _errors = problems(
             {
                 409: "this Idempotency-Key was used for a different request",
                 413: "the request body is too large",
-                429: "too many submits: wait Retry-After seconds",
+                429: _TOO_MANY,
             }
         ),
         200: {"description": "the job first submitted with this Idempotency-Key", "model": JobOut},
@@ -67,7 +68,7 @@ async def submit_job(
     conn: ConnDep,
     redis: RedisDep,
     settings: SettingsDep,
-    client: SubmitterDep,
+    client: LimitedClientDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=200, description="the same key returns the same job"),
@@ -94,7 +95,7 @@ async def submit_job(
             {
                 409: "an idempotency key was used for a different request",
                 413: "the request body is too large",
-                429: "too many submits: wait Retry-After seconds",
+                429: _TOO_MANY,
             }
         ),
     },
@@ -218,12 +219,16 @@ _NOTICES = {
     response_model=CanceledOut,
     responses={
         **_errors,
-        **problems({409: "the job is already final"}),
+        **problems({409: "the job is already final", 429: _TOO_MANY}),
         202: {"description": "a running job that its worker cannot stop", "model": CanceledOut},
     },
 )
 async def cancel(
-    job_id: UUID, response: Response, conn: ConnDep, redis: RedisDep, client: ClientDep
+    job_id: UUID,
+    response: Response,
+    conn: ConnDep,
+    redis: RedisDep,
+    client: LimitedClientDep,
 ) -> CanceledOut:
     """Cancel a job: a queued or scheduled one never runs; a running one is stopped where
     its worker can stop it, and its outcome is discarded in any case."""
@@ -244,7 +249,10 @@ async def cancel(
     responses={
         **_errors,
         **problems(
-            {409: "the job is not failed or canceled, or its canceled attempt is still running"}
+            {
+                409: "the job is not failed or canceled, or its canceled attempt is still running",
+                429: _TOO_MANY,
+            }
         ),
     },
 )
@@ -253,7 +261,7 @@ async def retry(
     request: Request,
     redis: RedisDep,
     settings: SettingsDep,
-    client: ClientDep,
+    client: LimitedClientDep,
 ) -> JobOut:
     """Run a failed or canceled job again: a new attempt under the same id. A job canceled
     while running is retried once that attempt has stopped: the request waits for it (up
