@@ -10,7 +10,7 @@ Every function returns `JobRow`s (or `EventRow`s), whichever driver read them.
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -40,8 +40,13 @@ def storable(text: str, limit: int, *, ends: bool = False) -> str:
     return clean[:head] + cut + clean[len(clean) - (limit - head - len(cut)) :]
 
 
-def _jobs(found: list[sql.Record]) -> list[JobRow]:
+def _jobs(found: Sequence[sql.Record]) -> list[JobRow]:
     return [JobRow.of(row) for row in found]
+
+
+def _many(conn: Connection, name: str, **params: object) -> list[JobRow]:
+    """The rows a named statement returns, on a synchronous connection."""
+    return _jobs(sql.rows(conn, sql.query(name), **params))
 
 
 def _by(actor: str, error: Mapping[str, object] | None = None, **more: object) -> str:
@@ -84,8 +89,7 @@ async def insert_jobs(conn: AsyncConnection, batch: list[NewJob]) -> list[JobRow
 
 def insert_jobs_sync(conn: Connection, batch: list[NewJob], actor: str) -> list[JobRow]:
     """`insert_jobs` for the synchronous processes (the reconciler's system jobs)."""
-    found = sql.rows(conn, sql.query("insert_jobs"), **_insert_params(batch, actor))
-    return [JobRow.of(row) for row in found]
+    return _many(conn, "insert_jobs", **_insert_params(batch, actor))
 
 
 async def by_idempotency_keys(conn: AsyncConnection, owner: str, keys: list[str]) -> list[JobRow]:
@@ -360,24 +364,20 @@ LOST = {
 }
 
 
-def _picked(conn: Connection, name: str, **params: object) -> list[JobRow]:
-    return [JobRow.of(row) for row in sql.rows(conn, sql.query(name), **params)]
-
-
 def rescue_expired(conn: Connection, limit: int) -> list[JobRow]:
     """Started rows whose lease expired: queued again while attempts are left, else failed."""
     detail = _by("reconciler", LOST)
-    return _picked(conn, "rescue_expired", error=_json(LOST), limit=limit, detail=detail)
+    return _many(conn, "rescue_expired", error=_json(LOST), limit=limit, detail=detail)
 
 
 def release_due(conn: Connection, limit: int) -> list[JobRow]:
     """Scheduled rows whose time has come become queued."""
-    return _picked(conn, "release_due", limit=limit, detail=_by("reconciler"))
+    return _many(conn, "release_due", limit=limit, detail=_by("reconciler"))
 
 
 def unchecked_queued(conn: Connection, older_than_s: float, limit: int) -> list[JobRow]:
     """Queued rows not seen in Redis for a while (or never enqueued), locked for checking."""
-    return _picked(conn, "unchecked_queued", older_than_s=older_than_s, limit=limit)
+    return _many(conn, "unchecked_queued", older_than_s=older_than_s, limit=limit)
 
 
 def mark_checked(conn: Connection, held: list[UUID], redelivered: list[UUID]) -> None:
