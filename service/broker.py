@@ -4,7 +4,8 @@ RQ's client is synchronous; the API calls these functions in a worker thread.
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -15,7 +16,6 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -91,27 +91,52 @@ def enqueue_rows(connection: Redis, rows: Sequence[JobRow], result_ttl_s: int) -
         pipe.execute()
 
 
-def held(connection: Redis, rows: Sequence[JobRow]) -> set[UUID]:
-    """The rows whose job Redis holds: waiting in its queue, or taken by a worker.
+@dataclass(frozen=True)
+class QueueView:
+    """What Redis shows of one queue, read in O(1) plus two short lists."""
 
-    A job hash alone is not enough: a worker can pop an id and die before it claims it.
-    """
-    taken: set[str] = set()
-    for name in {row.queue for row in rows}:
-        q = queue(name, connection)
-        popped = connection.lrange(IntermediateQueue.get_intermediate_queue_key(q.key), 0, -1)
-        running = connection.zrange(q.started_job_registry.key, 0, -1)  # "job_id:execution_id"
-        taken.update(_text(member) for member in popped)
-        taken.update(_text(member).split(":")[0] for member in running)
+    head: str | None  # the id a worker pops next; None: the queue is empty
+    running: frozenset[str]  # ids in the queue's StartedJobRegistry
+    popped: frozenset[str]  # ids a worker moved to the intermediate list, not yet started
+
+
+def queue_views(connection: Redis, names: Iterable[str]) -> dict[str, QueueView]:
+    """Each queue's head, running ids and popped ids. Neither list grows with the queue: a
+    worker starts what it popped within milliseconds, and runs one job at a time."""
+    names = sorted(set(names))
     with connection.pipeline(transaction=False) as pipe:
-        for row in rows:
-            pipe.lpos(queue(row.queue, connection).key, str(row.id))
-        positions = pipe.execute()
+        for name in names:
+            q = queue(name, connection)
+            pipe.lindex(q.key, 0)
+            pipe.zrange(q.started_job_registry.key, 0, -1)  # "job_id:execution_id"
+            pipe.lrange(q.intermediate_queue_key, 0, -1)
+        found = pipe.execute()
+    views = {}
+    for i, name in enumerate(names):
+        head, running, popped = found[3 * i : 3 * i + 3]
+        views[name] = QueueView(
+            head=_text(head) if head is not None else None,
+            running=frozenset(_text(member).split(":")[0] for member in running),
+            popped=frozenset(_text(member) for member in popped),
+        )
+    return views
+
+
+def job_states(connection: Redis, ids: Sequence[UUID]) -> dict[UUID, str | None]:
+    """RQ's status of each job (None: Redis holds no such job), one O(1) read each."""
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(Job.key_for(str(job_id)), "status")
+        states = pipe.execute()
     return {
-        row.id
-        for row, position in zip(rows, positions, strict=True)
-        if position is not None or str(row.id) in taken
+        job_id: _text(state) if state is not None else None
+        for job_id, state in zip(ids, states, strict=True)
     }
+
+
+def forget_popped(connection: Redis, queue_name: str, job_id: UUID) -> None:
+    """Take an id out of a queue's intermediate list (its worker died holding it)."""
+    connection.lrem(queue(queue_name, connection).intermediate_queue_key, 1, str(job_id))
 
 
 def _text(value: Any) -> str:

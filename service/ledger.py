@@ -380,6 +380,12 @@ def unchecked_queued(conn: Connection, older_than_s: float, limit: int) -> list[
     return _many(conn, "unchecked_queued", older_than_s=older_than_s, limit=limit)
 
 
+def enqueued_at(conn: Connection, ids: list[UUID]) -> dict[UUID, datetime]:
+    """When each of these rows was last handed to Redis (ids not in the ledger left out)."""
+    found = sql.rows(conn, sql.query("enqueued_at"), ids=ids)
+    return {row["id"]: row["at"] for row in found}
+
+
 def mark_checked(conn: Connection, held: list[UUID], redelivered: list[UUID]) -> None:
     """Record a delivery check: held rows were in Redis, redelivered ones enqueued again."""
     if held:

@@ -213,6 +213,9 @@ WHERE status = 'queued'
   AND coalesce(checked_at, enqueued_at, created_at) < now() - %(older_than_s)s * interval '1 second'
 ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 
+-- name: enqueued_at
+SELECT id, coalesce(enqueued_at, created_at) AS at FROM jobs WHERE id = ANY(%(ids)s::uuid[])
+
 -- name: mark_held
 UPDATE jobs SET checked_at = now() WHERE id = ANY(%(ids)s::uuid[])
 

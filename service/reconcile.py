@@ -8,7 +8,8 @@ reconcilers can run at once):
    attempts are left, else failed with error type `lost`;
 2. `scheduled` rows whose `run_at` has come (delayed jobs, retry backoffs) are queued;
 3. `queued` rows that Redis no longer holds (never enqueued, Redis flushed or restarted,
-   an id popped by a worker that died) are enqueued again.
+   an id popped by a worker that died) are enqueued again (`service.redelivery`: O(1) per
+   row, whatever the queue's length).
 
 Rows are enqueued before their transaction commits: if Redis refuses, the change rolls
 back and the next pass tries again; a worker that dequeues first waits on the row lock.
@@ -26,6 +27,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from service import broker, db, ledger, metrics, registry, submit
+from service.redelivery import DeliveryCheck
 from service.rows import JobRow
 from service.settings import Settings
 from service.tables import Status
@@ -61,6 +63,7 @@ class Reconciler:
         self.settings = settings
         self.engine = engine
         self.redis = redis
+        self.delivery = DeliveryCheck(redis, settings.redeliver_after_s)
         interval = settings.cleanup_interval_s
         self._next_cleanup = (time.time() // interval + 1) * interval  # the next boundary
         registry.load(settings.task_modules)
@@ -120,9 +123,11 @@ class Reconciler:
         )
         if not rows:
             return
-        held = broker.held(self.redis, rows)
-        sent = self._enqueue([row for row in rows if row.id not in held])
-        ledger.mark_checked(conn, list(held), [row.id for row in sent])
+        lost = self.delivery.lost(conn, rows)
+        sent = self._enqueue(lost)
+        gone = {row.id for row in lost}
+        held = [row.id for row in rows if row.id not in gone]
+        ledger.mark_checked(conn, held, [row.id for row in sent])
         repairs.redelivered += len(sent)
 
     def _submit_callbacks(self, conn: Connection, repairs: Repairs) -> None:

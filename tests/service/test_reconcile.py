@@ -9,6 +9,7 @@ from redis import Redis
 from sqlalchemy import Engine, text
 
 from service import ledger
+from service.reconcile import Reconciler
 from service.settings import Settings
 from tests.support import Ledger, run_reconcile_pass, run_worker_burst
 
@@ -67,6 +68,44 @@ async def test_a_job_popped_by_a_worker_that_died_is_enqueued_again(
     run_worker_burst(settings)
     row = ledger_rows.row(job_id)
     assert row is not None and row["status"] == "finished"
+
+
+async def test_a_job_popped_from_under_a_newer_head_is_enqueued_again(
+    client: httpx.AsyncClient, settings: Settings, redis_conn: Redis, ledger_rows: Ledger
+) -> None:
+    first = await submit(client)
+    await asyncio.sleep(0.3)
+    second = await submit(client)
+    assert redis_conn.lpop("rq:queue:default") == first.encode()  # a BLPOP, then SIGKILL
+    await asyncio.sleep(0.3)
+
+    assert run_reconcile_pass(fast(settings)).redelivered == 1
+    assert redis_conn.lrange("rq:queue:default", 0, -1) == [second.encode(), first.encode()]
+    assert ledger_rows.statuses(second) == ["queued"]  # still waiting: left alone
+
+
+async def test_a_job_stranded_in_the_intermediate_list_is_enqueued_again(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    redis_conn: Redis,
+    sql_engine: Engine,
+    ledger_rows: Ledger,
+) -> None:
+    job_id = await submit(client)
+    popped = "rq:queue:default:intermediate"
+    # What a single-queue worker's BLMOVE leaves when the worker dies before the claim.
+    assert redis_conn.lmove("rq:queue:default", popped) == job_id.encode()
+    await asyncio.sleep(0.3)
+    reconciler = Reconciler(fast(settings), sql_engine, redis_conn)
+
+    assert reconciler.run_pass().redelivered == 0  # a live worker might be about to claim it
+    await asyncio.sleep(0.3)
+    assert reconciler.run_pass().redelivered == 1  # still not started: its worker is gone
+
+    assert redis_conn.llen(popped) == 0
+    run_worker_burst(settings)
+    row = ledger_rows.row(job_id)
+    assert row is not None and row["status"] == "finished" and row["attempt"] == 1
 
 
 async def test_a_submit_redis_refused_is_delivered(
