@@ -4,14 +4,12 @@ The statements themselves are in `queries.sql`. The API calls the `async` functi
 `AsyncConnection` (asyncpg); workers, the reconciler and tasks call the others with a
 `Connection` (psycopg). Callers own the transaction: the worker writes in autocommit, one
 round trip per statement; the reconciler commits only after Redis took what it picked.
-Every function returns `JobRow`s (or `EventRow`s), whichever driver read them.
+Every function returns `JobRow`s (or `EventRow`s), whichever driver read them. Listing
+with filters and cursors is `service.listing`.
 """
 
-import base64
-import binascii
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -111,73 +109,6 @@ async def get(conn: AsyncConnection, job_id: UUID, owner: str | None) -> JobRow:
     if row is None:
         raise errors.JobNotFound(job_id)
     return JobRow.of(row)
-
-
-@dataclass(frozen=True)
-class ListFilter:
-    owner: str | None  # None: every owner's jobs (an admin)
-    status: Status | None = None
-    task: str | None = None
-    queue: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-
-
-# The conditions `list_jobs` may add to its statement, by the filter that asks for each.
-LIST_FILTERS = {
-    "owner": "owner = %(owner)s",
-    "status": "status = %(status)s",
-    "task": "task = %(task)s",
-    "queue": "queue = %(queue)s",
-    "created_after": "created_at > %(created_after)s",
-    "created_before": "created_at < %(created_before)s",
-    "cursor": "(created_at, id) < (%(cursor_at)s, %(cursor_id)s)",
-}
-
-
-async def list_jobs(
-    conn: AsyncConnection, where: ListFilter, limit: int, cursor: str | None
-) -> tuple[list[JobRow], str | None]:
-    """A page of jobs, newest first, and the cursor of the next page (None on the last)."""
-    given: dict[str, object] = {
-        name: str(value) if isinstance(value, Status) else value
-        for name, value in vars(where).items()
-        if value is not None
-    }
-    if cursor is not None:
-        given["cursor"] = True
-        given["cursor_at"], given["cursor_id"] = _decode_cursor(cursor)
-    conditions = [sql_text for name, sql_text in LIST_FILTERS.items() if name in given]
-    q = _list_query(" AND ".join(conditions) or "true")
-    params = {name: given.get(name) for name in q.params if name != "limit"}
-    found = _jobs(await sql.fetch(conn, q, limit=limit + 1, **params))
-    if len(found) <= limit:
-        return found, None
-    last = found[limit - 1]
-    return found[:limit], _encode_cursor(last.created_at, last.id)
-
-
-_list_queries: dict[str, sql.Query] = {}
-
-
-def _list_query(filters: str) -> sql.Query:
-    if filters not in _list_queries:
-        _list_queries[filters] = sql.query("list_jobs").formatted(filters=filters)
-    return _list_queries[filters]
-
-
-def _encode_cursor(created_at: datetime, job_id: UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(job_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, job_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), UUID(job_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise errors.CursorInvalid() from exc
 
 
 async def cancel(conn: AsyncConnection, job_id: UUID, owner: str | None) -> tuple[JobRow, bool]:

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from service import broker, errors, ledger, ratelimit, submit, watch
+from service import broker, errors, ledger, listing, ratelimit, submit, watch
 from service.api.deps import (
     ClientDep,
     ConnDep,
@@ -144,7 +144,7 @@ async def list_jobs(
     for name, value in (("task", task), ("queue", queue)):
         if value is not None and "\x00" in value:  # PostgreSQL text cannot hold NUL
             raise errors.OptionInvalid(f"{name} contains a NUL character")
-    where = ledger.ListFilter(
+    where = listing.ListFilter(
         owner=client.owner_filter,
         status=status,
         task=task,
@@ -152,7 +152,7 @@ async def list_jobs(
         created_after=created_after,
         created_before=created_before,
     )
-    rows, next_cursor = await ledger.list_jobs(conn, where, limit, cursor)
+    rows, next_cursor = await listing.list_jobs(conn, where, limit, cursor)
     return JobPage(items=[_out(row) for row in rows], next_cursor=next_cursor)
 
 
