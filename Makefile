@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format install clean bench
+.PHONY: run test soak lint format install clean bench
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ format: install
 
 test: lint
 	$(BIN)/pytest
+
+# Full-size fault runs (the default 30-s lease, the 2,000-job chaos soak): about 10 minutes.
+soak: install
+	$(BIN)/pytest -m soak
 
 # The benchmark suite (under 10 minutes; `make install` puts in wrk, its load generator).
 bench: install

@@ -18,13 +18,19 @@ def create_api_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=False,
         pool_timeout=settings.db_connect_timeout_s,
-        connect_args={"timeout": settings.db_connect_timeout_s},
+        connect_args={
+            "timeout": settings.db_connect_timeout_s,
+            "server_settings": {"application_name": "jobsvc-api"},
+        },
     )
 
 
-def create_worker_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
+def create_worker_engine(
+    settings: Settings, role: str = "cli", *, autocommit: bool = False
+) -> Engine:
     """A small psycopg 3 pool for a synchronous process (workers, the reconciler, the CLI).
 
+    `role` names the process in `pg_stat_activity` (`application_name` `jobsvc-<role>`).
     `autocommit`: for single-statement writes whose caller retries transient errors, so
     each write is one round trip (no BEGIN, no COMMIT, no pre-ping).
     """
@@ -34,7 +40,10 @@ def create_worker_engine(settings: Settings, *, autocommit: bool = False) -> Eng
         max_overflow=2,
         pool_pre_ping=not autocommit,
         isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
-        connect_args={"connect_timeout": int(settings.db_connect_timeout_s)},
+        connect_args={
+            "connect_timeout": int(settings.db_connect_timeout_s),
+            "application_name": f"jobsvc-{role}",
+        },
     )
 
 

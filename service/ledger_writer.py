@@ -30,7 +30,7 @@ class LedgerWriter:
             self._engines, self._pid = {}, os.getpid()
         if autocommit not in self._engines:
             self._engines[autocommit] = db.create_worker_engine(
-                self.settings, autocommit=autocommit
+                self.settings, "worker", autocommit=autocommit
             )
         return self._engines[autocommit]
 

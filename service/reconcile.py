@@ -169,7 +169,7 @@ class Reconciler:
 
 def serve(settings: Settings, interval_s: float, once: bool, ready: Callable[[], None]) -> None:
     """The `jobsvc reconcile` process: one pass, or passes until SIGTERM/SIGINT."""
-    engine = db.create_worker_engine(settings)
+    engine = db.create_worker_engine(settings, "reconciler")
     redis = broker.connect(settings)
     try:
         reconciler = Reconciler(settings, engine, redis)

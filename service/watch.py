@@ -101,7 +101,11 @@ class Watcher:
 
     async def _listen_once(self) -> None:
         """Listen on one connection until PostgreSQL closes it."""
-        conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
+        conn = await asyncpg.connect(
+            self._dsn,
+            timeout=self._timeout,
+            server_settings={"application_name": "jobsvc-api-listen"},
+        )
         try:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn: lost.set())
