@@ -11,8 +11,10 @@ from typing import Any
 from uuid import UUID
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.client import Pipeline
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from rq import Queue
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -30,12 +32,21 @@ log = logging.getLogger(__name__)
 SERIALIZER = JSONSerializer
 
 
-def connect(settings: Settings) -> Redis:
+def connect(settings: Settings, *, ride_out_s: float = 0) -> Redis:
+    """A client of `REDIS_URL`. A command whose connection fails is tried once more at
+    once, on a fresh connection (one left from before a Redis restart is dead), and then
+    given up: the API does not wait for Redis, the reconciler redelivers. `ride_out_s`:
+    keep trying for about that long instead (a worker rides out a Redis restart or
+    failover mid-job this way)."""
+    retry = Retry(NoBackoff(), retries=1)
+    if ride_out_s > 0:  # backoff 0.1, 0.2, 0.4, 0.8, then 1 s a try
+        retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=int(ride_out_s) + 2)
     return Redis.from_url(
         str(settings.redis_url),
         socket_connect_timeout=settings.redis_connect_timeout_s,
         socket_timeout=settings.redis_socket_timeout_s,
         health_check_interval=30,
+        retry=retry,
     )
 
 

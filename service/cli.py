@@ -100,7 +100,9 @@ def worker(queues: tuple[str, ...], burst: bool, simple: bool, name: str | None)
     cls = SimpleLedgerWorker if simple else LedgerWorker
     w = cls(
         names,
-        connection=broker.connect(settings),
+        # Redis away for less than a lease check (JOBS_LEASE_S / 3) stalls a job's
+        # bookkeeping, never its lease; the worker goes on when Redis is back.
+        connection=broker.connect(settings, ride_out_s=settings.lease_s / 3),
         serializer=broker.SERIALIZER,
         name=name or f"{socket.gethostname()}.{os.getpid()}",
     )

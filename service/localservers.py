@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from service.settings import Settings
 
@@ -167,7 +169,10 @@ class LocalRedis:
 
     def stop(self) -> None:
         with contextlib.suppress(RedisError):
-            Redis(host="127.0.0.1", port=self.port, socket_timeout=5).shutdown(nosave=True)
+            no_retry = Retry(NoBackoff(), retries=0)  # the server going away is the answer
+            Redis(host="127.0.0.1", port=self.port, socket_timeout=5, retry=no_retry).shutdown(
+                nosave=True
+            )
 
 
 def _let_others_traverse(path: Path) -> None:

@@ -55,3 +55,16 @@ class ArtifactArgs(TaskArgs):
 def big_artifact(args: ArtifactArgs) -> dict[str, object]:
     """Keep an artifact of `size` bytes."""
     return {"artifacts": [save_artifact("big.bin", b"x" * args.size, "application/octet-stream")]}
+
+
+class FlakyArgs(TaskArgs):
+    fail_times: int
+
+
+@task(name="flaky", timeout_s=10)
+def flaky(args: FlakyArgs) -> int:
+    """Fail the first `fail_times` attempts, then return the attempt that succeeded."""
+    attempt = current().attempt
+    if attempt <= args.fail_times:
+        raise RuntimeError(f"attempt {attempt} fails on purpose")
+    return attempt
