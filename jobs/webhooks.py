@@ -33,9 +33,14 @@ def call_webhook(args: WebhookArgs) -> dict[str, Any]:
     address = public_address(url, settings.webhook_allow_private)
     headers = {**args.headers, "Content-Type": "application/json"}
     response = post(
-        url, address, json.dumps(args.payload).encode(), headers, settings.webhook_timeout_s
+        url,
+        address,
+        json.dumps(args.payload).encode(),
+        headers,
+        settings.webhook_timeout_s,
+        keep=settings.webhook_response_bytes,
     )
-    body = response.content[: settings.webhook_response_bytes].decode("utf-8", "replace")
+    body = response.body.decode("utf-8", "replace")
     if response.status_code >= 500:
         raise RetryableStatus(f"{url} answered {response.status_code}: {body[:200]}")
     if response.status_code >= 400:

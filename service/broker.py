@@ -18,7 +18,7 @@ from redis.retry import Retry
 from rq import Queue
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from service import registry
@@ -73,13 +73,15 @@ def enqueue(
     result_ttl_s: int,
     pipeline: Pipeline | None = None,
 ) -> None:
-    """Put a recorded job on its RQ queue under the ledger's id."""
+    """Put a recorded job on its RQ queue under the ledger's id. The ledger keeps outcomes:
+    RQ keeps a finished or failed job's hash only `result_ttl_s`, for the worker to read."""
     queue(queue_name, connection).enqueue_call(
         func=task.func,
         kwargs=args,
         job_id=str(job_id),
         timeout=timeout_s,
         result_ttl=result_ttl_s,
+        failure_ttl=result_ttl_s,
         description=task.name,  # what rq-dashboard lists; args stay out of its pages
         pipeline=pipeline,
     )
@@ -175,11 +177,24 @@ def stop(connection: Redis, job_id: UUID, worker_name: str | None) -> Stop:
 
 
 def withdraw(connection: Redis, job_id: UUID) -> None:
-    """Best effort: take a canceled job out of its RQ queue. The ledger already decided."""
+    """Best effort: take a canceled job out of its RQ queue and delete its hash. The ledger
+    already decided."""
     try:
-        Job.fetch(str(job_id), connection=connection, serializer=SERIALIZER).cancel()
+        Job.fetch(str(job_id), connection=connection, serializer=SERIALIZER).delete()
     except (RedisError, NoSuchJobError, InvalidJobOperation) as exc:
         log.info("canceled job %s left in Redis (%s); workers will skip it", job_id, exc)
+
+
+def forget(connection: Redis, job_id: str, queue_name: str, ttl_s: int) -> None:
+    """A delivery the ledger refused (canceled, final, duplicate): out of the queue's
+    intermediate list, and its hash expires unless another delivery is running it."""
+    key = Job.key_for(job_id)
+    with connection.pipeline() as pipe:
+        pipe.lrem(queue(queue_name, connection).intermediate_queue_key, 1, job_id)
+        pipe.hget(key, "status")
+        _, status = pipe.execute()
+    if status == JobStatus.QUEUED.value.encode():
+        connection.expire(key, ttl_s)
 
 
 def ping(connection: Redis) -> None:

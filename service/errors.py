@@ -102,6 +102,13 @@ class RateLimited(JobServiceError):
         self.retry_after_s = retry_after_s
 
 
+class TooManyStreams(JobServiceError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"{limit} streams of yours are open already on this server: close one, or poll"
+        )
+
+
 class KeyNameInvalid(JobServiceError):
     def __init__(self, name: str) -> None:
         super().__init__(
@@ -122,6 +129,24 @@ class KeyUnknown(JobServiceError):
 class ArtifactMissing(JobServiceError):
     def __init__(self, job_id: UUID, why: str) -> None:
         super().__init__(f"no artifact for job {job_id}: {why}")
+
+
+class BodyTooLarge(JobServiceError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body too large: over {limit} bytes")
+
+
+class BodyTooSlow(JobServiceError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"request body not received within {seconds:g} s")
+
+
+class UploadQuotaExceeded(JobServiceError):
+    def __init__(self, quota: int) -> None:
+        super().__init__(
+            f"your uploads would pass your quota of {quota} bytes; they are deleted with"
+            " the clean-up (JOBS_RETENTION_DAYS)"
+        )
 
 
 class BatchInvalid(JobServiceError):

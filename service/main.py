@@ -14,6 +14,7 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 
 from service import broker, db, keys, logs, registry
 from service.api import (
+    deps,
     file_routes,
     handlers,
     health_routes,
@@ -39,6 +40,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis = broker.connect(settings)
     app.state.marks = EnqueuedMarks(app.state.engine)
     app.state.watcher = Watcher(settings)
+    app.state.streams = stream_routes.StreamSlots(settings.streams_per_client)
     app.state.keys = keys.KeyCache(
         trusted=app.state.watcher.listening.is_set, ttl_s=settings.key_cache_s
     )
@@ -64,13 +66,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Durable background jobs: a PostgreSQL ledger in front of RQ.",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url=None,  # service.api.docs serves it, without a CDN
+        docs_url=None,  # service.api.swagger serves it, without a CDN
         redoc_url=None,
-        openapi_url="/openapi.json" if docs else None,
+        openapi_url=None,  # served below: open, or only with a key (JOBS_PUBLIC_DOCS=false)
     )
     app.state.settings = settings
     handlers.install(app)
-    if docs:
+    openapi.install(app, "/openapi.json")
+    if docs:  # a browser cannot send a key: the UI is served only when the document is open
         swagger.install(app, "/openapi.json")
     app.include_router(file_routes.router)  # before jobs: /jobs/uploads is not a job id
     app.include_router(job_routes.router)
@@ -84,8 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Outermost first: request metrics, size limits, trusted hosts, CORS, security
-    headers."""
+    """Outermost first: request metrics, the body gate (key before body, sizes, read
+    timeout), trusted hosts, CORS, security headers."""
     app.add_middleware(middleware.SecurityHeaders)
     if settings.cors_origins:
         app.add_middleware(
@@ -97,9 +100,11 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
     if settings.trusted_hosts != ["*"]:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     app.add_middleware(
-        middleware.SizeLimits,
+        middleware.BodyGate,
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
-        larger={file_routes.UPLOADS: settings.max_upload_bytes},
+        timeout_s=settings.body_timeout_s,
+        streamed={file_routes.UPLOADS: settings.max_upload_bytes},
+        key_problem=None if settings.dev_mode else deps.key_problem,
     )
     app.add_middleware(middleware.HttpMetrics)

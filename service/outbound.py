@@ -8,13 +8,10 @@ checked, so a second DNS answer cannot point the request elsewhere.
 
 import ipaddress
 import socket
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from service.errors import PermanentError
-
-if TYPE_CHECKING:
-    import httpx
 
 
 class WebhookRefused(PermanentError):
@@ -59,10 +56,23 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
+@dataclass(frozen=True)
+class Answer:
+    status_code: int
+    body: bytes  # at most the `keep` bytes asked for; the rest was never read
+
+
 def post(
-    url: str, address: str, body: bytes, headers: dict[str, str], timeout_s: float
-) -> "httpx.Response":
-    """POST to the checked address, with the URL's host name for Host and TLS."""
+    url: str,
+    address: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout_s: float,
+    keep: int = 0,
+) -> Answer:
+    """POST to the checked address, with the URL's host name for Host and TLS; no
+    redirects followed. Reads at most `keep` bytes of the answer's body, however much the
+    server sends (raises httpx.HTTPError or OSError on network trouble)."""
     import httpx
 
     parts = urlsplit(url)
@@ -70,10 +80,25 @@ def post(
     literal = f"[{address}]" if ":" in address else address
     netloc = literal + (f":{parts.port}" if parts.port else "")
     target = parts._replace(netloc=netloc).geturl()
-    with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
-        return client.post(
+    with (
+        httpx.Client(timeout=timeout_s, follow_redirects=False) as client,
+        client.stream(
+            "POST",
             target,
             content=body,
-            headers={**headers, "Host": parts.netloc.rsplit("@", 1)[-1], "User-Agent": "jobsvc"},
+            headers={
+                **headers,
+                "Host": parts.netloc.rsplit("@", 1)[-1],
+                "User-Agent": "jobsvc",
+                "Accept-Encoding": "identity",  # what is kept is what was sent
+            },
             extensions={"sni_hostname": host},
-        )
+        ) as response,
+    ):
+        kept = bytearray()
+        if keep > 0:
+            for chunk in response.iter_raw():
+                kept += chunk[: keep - len(kept)]
+                if len(kept) >= keep:
+                    break
+        return Answer(response.status_code, bytes(kept))

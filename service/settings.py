@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     key_cache_s: float = Field(
         default=5, ge=0, description="how long an API process trusts a key it looked up"
     )
+    streams_per_client: int = Field(
+        default=20, ge=1, description="SSE streams one client may hold open on one API process"
+    )
+    stream_max_s: float = Field(
+        default=600, gt=0, description="an SSE stream ends after this; clients resume"
+    )
     public_readyz: bool = Field(default=True, description="serve /readyz without an API key")
     public_docs: bool = Field(default=True, description="serve /docs and /openapi.json openly")
     cors_origins: Annotated[list[str], NoDecode] = Field(default=[])
@@ -90,6 +96,9 @@ class Settings(BaseSettings):
     # Request limits
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    body_timeout_s: float = Field(
+        default=30, gt=0, description="a request body not received in this time is a 408"
+    )
     max_args_bytes: int = Field(default=256 * 1024, ge=16)
     max_meta_bytes: int = Field(default=16 * 1024, ge=16)
     max_json_depth: int = Field(default=32, ge=2)
@@ -102,6 +111,9 @@ class Settings(BaseSettings):
     # Files: task artifacts and client uploads, shared by the API and the workers
     artifacts_dir: Path = Path(".data/artifacts")
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    upload_quota_bytes: int = Field(
+        default=1024**3, ge=1024, description="what one client's uploads may hold at once"
+    )
     max_image_pixels: int = Field(default=40_000_000, ge=1, description="larger images are refused")
 
     # send_email

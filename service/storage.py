@@ -37,7 +37,38 @@ def uploads_dir(root: Path, owner: str) -> Path:
 
 def write_whole(path: Path, data: bytes) -> None:
     """Write `path` so that readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
-    partial.replace(path)
+    with WholeFile(path) as out:
+        out.write(data)
+        out.keep()
+
+
+class WholeFile:
+    """A file written piece by piece that readers see whole or not at all: `write` the
+    pieces, then `keep()` renames it into place; a file never kept is removed on exit."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._partial = path.with_name(f".{path.name}.partial")
+        self._out = self._partial.open("wb")
+
+    def write(self, data: bytes) -> None:
+        self._out.write(data)
+
+    def keep(self) -> None:
+        self._out.close()
+        self._partial.replace(self.path)
+
+    def __enter__(self) -> "WholeFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._out.close()
+        self._partial.unlink(missing_ok=True)
+
+
+def bytes_used(folder: Path) -> int:
+    """The size of the files in `folder` (0 if it does not exist)."""
+    if not folder.is_dir():
+        return 0
+    return sum(entry.stat().st_size for entry in folder.iterdir() if entry.is_file())

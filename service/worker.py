@@ -31,7 +31,6 @@ from uuid import UUID, uuid4
 from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker
 from rq.executions import Execution
-from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.queue import Queue
 from rq.results import Result
@@ -39,7 +38,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from service import context, errors, ledger, logs, metrics, outcomes, registry
+from service import broker, context, errors, ledger, logs, metrics, outcomes, registry
 from service.lease import LeaseKeeper
 from service.ledger_writer import LedgerWriter
 from service.rows import JobRow
@@ -326,11 +325,9 @@ class LedgerHooks:
     def _skip(self, job: Job, queue: Queue) -> None:
         """Forget a dequeued job without running it (the ledger is the record)."""
         try:
-            IntermediateQueue(queue.key, self.connection).remove(job.id)  # type: ignore[attr-defined]
+            broker.forget(self.connection, job.id, queue.name, self.settings.result_ttl_s)  # type: ignore[attr-defined]
         except RedisError:
-            log.warning(
-                "job %s: could not clear it from %s's intermediate queue", job.id, queue.name
-            )
+            log.warning("job %s: could not forget it in Redis; it expires or is cleaned", job.id)
 
 
 class LedgerWorker(LedgerHooks, Worker):

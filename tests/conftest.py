@@ -1,5 +1,6 @@
 """Test session set-up: a test database of its own (created and migrated once), a Redis
-database number of its own, and a clean ledger and Redis around every test.
+database number of its own (held for the run: `claim_redis_db`), and a clean ledger and
+Redis around every test.
 
 The servers are the machine's (DATABASE_URL/REDIS_URL, else 127.0.0.1 defaults); where
 nothing answers, project-local ones are started, as `jobsvc run` does.
@@ -20,6 +21,7 @@ from tests.support import (
     RUN_ID,
     Ledger,
     api_client,
+    claim_redis_db,
     create_fresh_database,
     drop_database,
     make_key,
@@ -27,7 +29,9 @@ from tests.support import (
 )
 
 TEST_DATABASE = os.environ.get("JOBS_TEST_DATABASE", f"jobsvc_test_{RUN_ID}")
-TEST_REDIS_DB = int(os.environ.get("JOBS_TEST_REDIS_DB", "13"))
+
+
+_REDIS_HOLD: list[object] = []  # the connection that holds this run's Redis db number
 
 
 def _point_at_test_servers() -> localservers.Started:
@@ -37,7 +41,12 @@ def _point_at_test_servers() -> localservers.Started:
     base = Settings()
     db_url = make_url(str(base.database_url)).set(database=TEST_DATABASE)
     os.environ["DATABASE_URL"] = db_url.render_as_string(hide_password=False)
-    redis_url = make_url(str(base.redis_url)).set(database=str(TEST_REDIS_DB))
+    redis_db = os.environ.get("JOBS_TEST_REDIS_DB")
+    if redis_db is None:
+        db, holder = claim_redis_db(str(base.redis_url))
+        _REDIS_HOLD.append(holder)
+        redis_db = str(db)
+    redis_url = make_url(str(base.redis_url)).set(database=redis_db)
     os.environ["REDIS_URL"] = redis_url.render_as_string(hide_password=False)
     os.environ["JOBS_LOCAL_SERVERS"] = "never"  # child processes use exactly these URLs
     os.environ["JOBS_RATE_LIMIT"] = "false"  # the rate limit's own tests turn it on

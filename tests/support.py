@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from redis import Redis
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from service.settings import Settings
@@ -14,6 +15,34 @@ from service.settings import Settings
 # Names of what this test run makes on shared servers (databases), so that nothing a user,
 # `make bench` or another run keeps is touched.
 RUN_ID = str(os.getpid())
+
+# Redis database numbers a test run never takes: a user's (0) and `make bench`'s (11).
+_NOT_FOR_TESTS = {0, 11}
+
+
+def claim_redis_db(url: str) -> tuple[int, Redis]:
+    """A Redis database number no other test run holds, and the connection that holds it.
+
+    A run holds number N by keeping a connection named `jobsvc-test-db<N>-<run id>` open;
+    the name goes with the process, however it ends. Two runs starting at once may both
+    see N free: each looks again after naming itself, and the later one moves on.
+    """
+    holder = Redis.from_url(url)
+    for db in (n for n in range(1, 16) if n not in _NOT_FOR_TESTS):
+        prefix = f"jobsvc-test-db{db}-"
+        if any(c["name"].startswith(prefix) for c in holder.client_list()):
+            continue
+        holder.client_setname(f"{prefix}{RUN_ID}")
+        holders = sorted(
+            int(c["name"].removeprefix(prefix))
+            for c in holder.client_list()
+            if c["name"].startswith(prefix)
+        )
+        if holders[0] == int(RUN_ID):
+            return db, holder
+        holder.client_setname("")
+    holder.close()
+    raise RuntimeError("every Redis database a test run may use is held by another run")
 
 
 def create_fresh_database(settings: Settings, name: str) -> str:

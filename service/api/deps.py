@@ -8,6 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from service import errors, keys, ratelimit
 from service.keys import Client
@@ -33,6 +34,8 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
 ConnDep = Annotated[AsyncConnection, Depends(get_connection)]
 
 DEV_CLIENT = Client("dev", admin=True)
+MISSING_KEY = "missing API key: send 'Authorization: Bearer <key>'"
+INVALID_KEY = "invalid or revoked API key"
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -69,10 +72,10 @@ async def current_client(
     if settings.dev_mode:
         return DEV_CLIENT
     if credentials is None:
-        raise errors.Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+        raise errors.Unauthenticated(MISSING_KEY)
     client = await authenticated(request, credentials.credentials)
     if client is None:
-        raise errors.Unauthenticated("invalid or revoked API key")
+        raise errors.Unauthenticated(INVALID_KEY)
     return client
 
 
@@ -84,6 +87,18 @@ async def still_allowed(request: Request) -> bool:
     if settings.dev_mode or scheme.lower() != "bearer":
         return settings.dev_mode
     return await authenticated(request, key.strip()) is not None
+
+
+async def key_problem(scope: Scope) -> str | None:
+    """Why a request gets a 401 (its detail), from its headers alone; None if its key is
+    live. The body gate asks before it reads a body."""
+    request = Request(scope)
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return MISSING_KEY
+    if await authenticated(request, key.strip()) is None:
+        return INVALID_KEY
+    return None
 
 
 async def authenticated(request: Request, key: str) -> Client | None:

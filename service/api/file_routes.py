@@ -32,7 +32,9 @@ _ERRORS = problems(
     responses=problems(
         {
             401: "no API key, or not a live one",
-            413: "the upload is over JOBS_MAX_UPLOAD_BYTES",
+            408: "the upload did not arrive within JOBS_BODY_TIMEOUT_S",
+            413: "the upload is over JOBS_MAX_UPLOAD_BYTES, or your uploads over"
+            " JOBS_UPLOAD_QUOTA_BYTES",
             429: "too many requests: wait Retry-After seconds",
             422: "an empty upload",
         }
@@ -53,18 +55,25 @@ async def upload(
     content_type: Annotated[str, Header()] = "application/octet-stream",
 ) -> UploadOut:
     """Store the raw request body for a later job (e.g. `make_thumbnails`); only your jobs
-    can read it. Up to JOBS_MAX_UPLOAD_BYTES (413 above)."""
-    data = await request.body()
-    if not data:
-        raise errors.OptionInvalid("the upload is empty: send the file as the request body")
+    can read it. Up to JOBS_MAX_UPLOAD_BYTES each, JOBS_UPLOAD_QUOTA_BYTES in all (413
+    above either). The body goes to disk as it arrives."""
+    folder = storage.uploads_dir(settings.artifacts_dir, client.name)
+    room = settings.upload_quota_bytes - await run_in_threadpool(storage.bytes_used, folder)
     upload_id = uuid4()
-    path = storage.uploads_dir(settings.artifacts_dir, client.name) / str(upload_id)
-    await run_in_threadpool(storage.write_whole, path, data)
+    digest = hashlib.sha256()
+    size = 0
+    with storage.WholeFile(folder / str(upload_id)) as out:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > room:
+                raise errors.UploadQuotaExceeded(settings.upload_quota_bytes)
+            digest.update(chunk)
+            await run_in_threadpool(out.write, chunk)
+        if size == 0:
+            raise errors.OptionInvalid("the upload is empty: send the file as the request body")
+        await run_in_threadpool(out.keep)
     return UploadOut(
-        upload_id=upload_id,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        content_type=content_type,
+        upload_id=upload_id, size=size, sha256=digest.hexdigest(), content_type=content_type
     )
 
 

@@ -32,7 +32,11 @@ STATUS: dict[type[errors.JobServiceError], int] = {
     errors.AttemptStillRunning: 409,
     errors.IdempotencyKeyReused: 409,
     errors.Unauthenticated: 401,
+    errors.BodyTooLarge: 413,
+    errors.UploadQuotaExceeded: 413,
+    errors.BodyTooSlow: 408,
     errors.RateLimited: 429,
+    errors.TooManyStreams: 429,
     errors.LedgerUnavailable: 503,
 }
 

@@ -1,20 +1,24 @@
-"""ASGI middleware, all of it: request metrics, size limits and security headers.
+"""ASGI middleware, all of it: request metrics, the body gate and security headers.
 
 Pure ASGI (no BaseHTTPMiddleware), so a refused request costs little and streaming
 responses pass through untouched.
 """
 
+import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import metrics
+from service import errors, metrics
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
-async def _refuse(send: Send, status: int, detail: str) -> None:
+async def _refuse(
+    send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -24,28 +28,44 @@ async def _refuse(send: Send, status: int, detail: str) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *(headers or []),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
-class SizeLimits:
-    """413 for a body over its limit (whatever Content-Length claims): `max_body_bytes`, or
-    `larger[path]` for the paths given there (uploads). 431 for headers over
-    `max_header_bytes`. A body within the limit is read once and replayed."""
+class BodyGate:
+    """What every request must pass before a route sees its body:
+
+    - 431 for headers over `max_header_bytes`;
+    - 401 for a request with a body and no live API key (`key_problem` says why; None: no
+      keys, as in JOBS_DEV_MODE), from the headers alone, before a byte of the body is read;
+    - 413 for a body over its limit — `max_body_bytes`, or `streamed[path]` — whatever
+      Content-Length claims;
+    - 408 for a body not received within `timeout_s` of the request's start, so a client
+      trickling a body pins nothing for long.
+
+    A body within the limit is read once and replayed to the route. On `streamed` paths
+    (uploads) the body is passed on as it arrives, counted and timed: the route writes it
+    to disk, and the limits surface there as BodyTooLarge or BodyTooSlow.
+    """
 
     def __init__(
         self,
         app: ASGIApp,
         max_body_bytes: int,
         max_header_bytes: int,
-        larger: dict[str, int] | None = None,
+        timeout_s: float,
+        streamed: dict[str, int],
+        key_problem: Callable[[Scope], Awaitable[str | None]] | None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
-        self.larger = larger or {}
+        self.timeout_s = timeout_s
+        self.streamed = streamed
+        self.key_problem = key_problem
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,25 +80,76 @@ class SizeLimits:
         if scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        limit = self.larger.get(scope["path"], self.max_body_bytes)
-        body = await self._read(receive, limit)
-        if body is None:
-            await _refuse(send, 413, f"request body too large: over {limit} bytes")
+        problem = await self._key_problem(scope)
+        if problem is not None:
+            await _refuse(send, 401, problem, _BEARER)
             return
-        await self.app(scope, _replay(body, receive), send)
+        limit = self.streamed.get(scope["path"], self.max_body_bytes)
+        if _declared_length(scope) > limit:
+            await _refuse(send, 413, str(errors.BodyTooLarge(limit)))
+            return
+        body = _Body(receive, limit, time.monotonic() + self.timeout_s, self.timeout_s)
+        if scope["path"] in self.streamed:
+            await self.app(scope, body.receive, send)
+            return
+        try:
+            data = await body.read()
+        except errors.BodyTooLarge as exc:
+            await _refuse(send, 413, str(exc))
+            return
+        except errors.BodyTooSlow as exc:
+            await _refuse(send, 408, str(exc))
+            return
+        await self.app(scope, _replay(data, receive), send)
 
-    async def _read(self, receive: Receive, limit: int) -> bytes | None:
+    async def _key_problem(self, scope: Scope) -> str | None:
+        if self.key_problem is None:
+            return None
+        try:
+            return await self.key_problem(scope)
+        except Exception:  # the ledger unreachable, say: the route answers it properly
+            return None
+
+
+_BEARER = [(b"www-authenticate", b"Bearer")]
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+class _Body:
+    """A request body's messages, counted against `limit` and timed against `deadline`."""
+
+    def __init__(self, receive: Receive, limit: int, deadline: float, timeout_s: float) -> None:
+        self._receive = receive
+        self.limit = limit
+        self.deadline = deadline
+        self.timeout_s = timeout_s
+        self.size = 0
+
+    async def receive(self) -> Message:
+        try:
+            async with asyncio.timeout(self.deadline - time.monotonic()):
+                message = await self._receive()
+        except TimeoutError:
+            raise errors.BodyTooSlow(self.timeout_s) from None
+        if message["type"] == "http.request":
+            self.size += len(message.get("body", b""))
+            if self.size > self.limit:
+                raise errors.BodyTooLarge(self.limit)
+        return message
+
+    async def read(self) -> bytes:
         chunks: list[bytes] = []
-        size = 0
         while True:
-            message = await receive()
+            message = await self.receive()
             if message["type"] != "http.request":
                 break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
+            chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)

@@ -11,11 +11,26 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
 
 from service import registry
+from service.api.deps import key_unless
 from service.settings import Settings
 
 _REF = "#/components/schemas/{model}"
+
+
+def install(app: FastAPI, url: str) -> None:
+    """Serve the document at `url`: openly, or to keyed requests only when
+    JOBS_PUBLIC_DOCS=false."""
+
+    @app.get(
+        url,
+        include_in_schema=False,
+        dependencies=[key_unless(lambda settings: settings.public_docs)],
+    )
+    async def openapi_document() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
 
 def document(app: FastAPI, settings: Settings) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """API keys and tenant isolation, through HTTP."""
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -189,3 +190,33 @@ def test_key_names_are_checked(sql_engine: Engine) -> None:
         make_key(sql_engine, "no spaces allowed")
     with sql_engine.begin() as conn, pytest.raises(errors.KeyUnknown):
         keys.revoke(conn, "never-made")
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/openapi.json"])
+async def test_metrics_and_the_api_document_can_require_a_key(
+    settings: Settings, api_key: str, path: str
+) -> None:
+    closed = settings.model_copy(update={"public_metrics": False, "public_docs": False})
+    async with api_client(closed, None) as anonymous:
+        refused = await anonymous.get(path)
+        ui = await anonymous.get("/docs")
+    async with api_client(closed, api_key) as keyed:
+        served = await keyed.get(path)
+
+    assert refused.status_code == 401
+    assert ui.status_code == 404  # a browser cannot send a key: no UI while the document is closed
+    assert served.status_code == 200
+    if path == "/openapi.json":
+        assert "/jobs" in served.json()["paths"]
+
+
+def test_keys_are_stored_only_as_hashes(sql_engine: Engine) -> None:
+    key = make_key(sql_engine, "hashed")
+
+    with sql_engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT * FROM api_keys WHERE name = 'hashed'").mappings().all()
+
+    assert len(rows) == 1
+    stored = " ".join(str(value) for value in rows[0].values())
+    assert key not in stored and key[len("jobsvc_") :] not in stored
+    assert hashlib.sha256(key.encode()).hexdigest() in stored

@@ -88,3 +88,21 @@ async def test_a_pool_that_stays_busy_is_a_503_not_a_500(
     assert r.status_code == 503, r.text
     assert r.headers["Retry-After"]
     assert ledger_rows.count() == 0
+
+
+async def test_readyz_never_shows_a_password(settings: Settings, api_key: str) -> None:
+    url = make_url(str(settings.database_url)).set(
+        host="127.0.0.1", port=free_port(), username="jobs", password="s3cret-pw"
+    )
+    dead = settings.model_copy(
+        update={
+            "database_url": url.render_as_string(hide_password=False),
+            "redis_url": f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0",
+        }
+    )
+    async with api_client(dead, api_key) as c:
+        r = await c.get("/readyz")
+
+    assert r.status_code == 503
+    assert r.json()["checks"]["database"].startswith("unreachable")
+    assert "s3cret-pw" not in r.text

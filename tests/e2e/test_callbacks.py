@@ -166,8 +166,15 @@ def test_callback_url_needs_a_secret_on_the_server(stack: Stack) -> None:
     r = stack.http.post("/jobs", json={"task": "echo", "callback_url": "https://example.com/hook"})
     assert r.status_code == 422
     assert "JOBS_CALLBACK_SECRET" in r.text
+
+
+def test_callback_url_must_be_http(make_stack: Any) -> None:
+    stack = make_stack(JOBS_CALLBACK_SECRET="s" * 32)  # so only the scheme can be wrong
     r = stack.http.post("/jobs", json={"task": "echo", "callback_url": "ftp://example.com/x"})
     assert r.status_code == 422
+    [problem] = r.json()["detail"]
+    assert problem["loc"][-1] == "callback_url"
+    assert "scheme should be 'http' or 'https'" in problem["msg"]
 
 
 def test_deliver_callback_cannot_be_submitted_by_clients(stack: Stack) -> None:

@@ -4,6 +4,7 @@ all woken by PostgreSQL LISTEN/NOTIFY."""
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.e2e.conftest import Stack, wait_until
+from tests.support import make_key
 
 pytestmark = pytest.mark.e2e
 
@@ -185,3 +187,46 @@ def test_500_concurrent_long_polls_return_within_a_second_of_their_jobs(
         lags.append((received - datetime.fromisoformat(job["finished_at"])).total_seconds())
     late = sorted(lag for lag in lags if lag >= 1.0)
     assert not late, f"{len(late)} late: {late[:3]} .. {late[-3:]}; median {sorted(lags)[n // 2]}"
+
+
+def test_streams_are_capped_per_client_and_in_lifetime(
+    make_stack: Callable[..., Stack], sql_engine: Engine
+) -> None:
+    stack = make_stack(JOBS_STREAMS_PER_CLIENT="2", JOBS_STREAM_MAX_S="1.5")
+    job_id = stack.submit("echo", value=1)  # no worker: it stays queued
+    url = f"/jobs/{job_id}/stream"
+    queued_id = _event_ids(stack, job_id)[0]
+
+    with stack.http.stream("GET", url) as first, stack.http.stream("GET", url) as second:
+        assert (first.status_code, second.status_code) == (200, 200)
+        third = stack.http.get(url)
+        assert third.status_code == 429, third.text
+        assert "2 streams of yours are open already" in third.json()["detail"]
+        other = make_key(sql_engine, "other-watcher")
+        theirs = stack.http.get(
+            f"/jobs/{other_job(stack, other)}/stream",
+            headers={"Authorization": f"Bearer {other}"},
+            timeout=10,
+        )
+        assert theirs.status_code == 200  # the cap is per client
+        lines = list(first.iter_lines())  # ends by itself after JOBS_STREAM_MAX_S
+
+    assert [line for line in lines if line.startswith("event: ")] == [
+        "event: queued",
+        "event: reconnect",
+    ]
+    assert lines.count(f"id: {queued_id}") == 2  # the reconnect carries the last event's id
+    again = stack.http.get(url, headers={"Last-Event-ID": str(queued_id)}, timeout=10)
+    assert again.status_code == 200  # the slots were given back
+    assert "event: queued" not in again.text and "event: reconnect" in again.text
+
+
+def other_job(stack: Stack, key: str) -> str:
+    r = stack.http.post(
+        "/jobs",
+        json={"task": "echo", "args": {"value": 2}},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 202, r.text
+    job_id: str = r.json()["id"]
+    return job_id

@@ -5,8 +5,10 @@ import hashlib
 import io
 
 import pytest
+from sqlalchemy import Engine
 
 from tests.e2e.conftest import Stack
+from tests.support import make_key
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +35,19 @@ def test_csv_report_of_your_jobs(stack: Stack) -> None:
     assert float(rows["echo"]["p50_s"]) >= 0
     assert rows["fail"]["failed"] == "1" and rows["fail"]["success_rate"] == "0.0"
     assert rows["fail"]["p50_s"] == ""  # no finished run to time
+
+
+def test_another_clients_artifact_is_404(stack: Stack, sql_engine: Engine) -> None:
+    stack.worker("w")
+    job = stack.wait(stack.submit("generate_report"))
+    assert job["status"] == "finished", job
+    other = {"Authorization": f"Bearer {make_key(sql_engine, 'other')}"}
+
+    for path in ("artifact", "artifacts/report.csv"):
+        r = stack.http.get(f"/jobs/{job['id']}/{path}", headers=other)
+        assert r.status_code == 404, r.text
+        assert r.headers["content-type"] == "application/json"  # not the file
+    assert stack.http.get(f"/jobs/{job['id']}/artifact").status_code == 200  # its owner's
 
 
 def test_json_report_and_the_time_range(stack: Stack) -> None:

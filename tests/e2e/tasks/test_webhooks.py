@@ -154,3 +154,72 @@ def test_the_guard_lets_public_addresses_through() -> None:
     assert public_address("http://127.0.0.1:9/", allow_private=True) == "127.0.0.1"
     with pytest.raises(WebhookRefused, match="not an http"):
         public_address("ftp://example.com/", allow_private=True)
+
+
+@pytest.fixture
+def endless() -> Iterator[tuple[str, list[int]]]:
+    """Answers 200 with a body that goes on for up to 2 GB; records how much it sent."""
+    sent: list[int] = [0]
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", str(2**31))
+            self.end_headers()
+            chunk = b"x" * 65536
+            try:
+                for _ in range(2**31 // len(chunk)):
+                    self.wfile.write(chunk)
+                    sent[0] += len(chunk)
+            except OSError:
+                pass  # the reader hung up
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", sent
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_endless_answer_is_read_only_as_far_as_it_is_kept(
+    allowed: Stack, endless: tuple[str, list[int]]
+) -> None:
+    url, sent = endless
+    job = call(allowed, url)
+
+    assert job["status"] == "finished", job
+    assert job["result"] == {"status_code": 200, "body": "x" * 100}
+    assert sent[0] < 64 * 2**20  # the worker hung up long before the 2 GB were sent
+
+
+def test_redirects_are_not_followed(allowed: Stack, receiver: Receiver) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(307)  # 307 keeps the method and body: the riskiest kind
+            self.send_header("Location", receiver.url)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        job = call(allowed, f"http://127.0.0.1:{server.server_port}/moved")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert job["status"] == "finished", job
+    assert job["result"]["status_code"] == 307
+    assert receiver.requests == []  # the Location was never visited
