@@ -4,6 +4,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -157,3 +158,12 @@ async def api_client(settings: Settings, key: str | None) -> AsyncIterator[httpx
             transport=transport, base_url="http://testserver", headers=headers
         ) as c:
             yield c
+
+
+def beat_spans(path: Path) -> dict[int, tuple[float, float]]:
+    """Each attempt's first and last beat, from the `beat` task's own record."""
+    seen: dict[int, list[float]] = {}
+    for line in path.read_text().splitlines():
+        attempt, at = line.split()
+        seen.setdefault(int(attempt), []).append(float(at))
+    return {attempt: (min(beats), max(beats)) for attempt, beats in seen.items()}

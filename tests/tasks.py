@@ -1,5 +1,6 @@
 """Tasks that exist only for tests; the `test_tasks` fixture registers them for one test."""
 
+import os
 import time
 
 from service.task_api import TaskArgs, current, save_artifact, task
@@ -68,3 +69,16 @@ def flaky(args: FlakyArgs) -> int:
     if attempt <= args.fail_times:
         raise RuntimeError(f"attempt {attempt} fails on purpose")
     return attempt
+
+
+class MarkArgs(TaskArgs):
+    path: str
+
+
+@task(name="mark", timeout_s=10)
+def mark(args: MarkArgs) -> int:
+    """Append "<attempt> <pid>" to the file at `path` each time it runs: how often the job
+    really ran, recorded outside the ledger."""
+    with open(args.path, "a") as out:
+        out.write(f"{current().attempt} {os.getpid()}\n")
+    return current().attempt

@@ -89,9 +89,7 @@ class Stack:
     def kill(self, name: str) -> None:
         """SIGKILL a process and its children (a work horse has its own process group)."""
         proc = self.procs.pop(name)
-        ps = ["ps", "-o", "pid=", "--ppid", str(proc.pid)]
-        children = subprocess.run(ps, capture_output=True, text=True, check=False).stdout.split()
-        for pid in [proc.pid, *map(int, children)]:
+        for pid in [proc.pid, *_children(proc.pid)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.wait(10)
@@ -129,19 +127,30 @@ class Stack:
             time.sleep(0.05)
 
     def stop(self, name: str) -> None:
+        """SIGTERM, then SIGKILL after 3 s; work horses (their own process group) too, so
+        no job outlives its test."""
         proc = self.procs.pop(name)
         if proc.poll() is None:
+            horses = _children(proc.pid)
             os.killpg(proc.pid, signal.SIGTERM)  # a worker busy with a long job waits for it
             try:
                 proc.wait(3)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+            for pid in horses:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def close(self) -> None:
         for name in list(self.procs):
             self.stop(name)
         self.http.close()
+
+
+def _children(pid: int) -> list[int]:
+    ps = ["ps", "-o", "pid=", "--ppid", str(pid)]
+    return [int(p) for p in subprocess.run(ps, capture_output=True, text=True).stdout.split()]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import TEST_TASKS, Stack
-from tests.faults.test_leases import runs
+from tests.support import beat_spans
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -31,6 +31,6 @@ def test_a_retry_right_after_a_cancel_never_overlaps_the_canceled_attempt(
     assert retried.status_code == 202, retried.text
     done = stack.wait(job_id, timeout=30)
     assert done["status"] == "finished" and done["attempt"] == 2
-    attempts = runs(record)
+    attempts = beat_spans(record)
     assert set(attempts) == {1, 2}
     assert attempts[1][1] < attempts[2][0]  # the canceled attempt had stopped

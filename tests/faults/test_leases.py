@@ -12,18 +12,9 @@ import pytest
 from tests.e2e.conftest import Stack
 from tests.faults.conftest import Private
 from tests.faults.proxy import Proxy
-from tests.support import Ledger
+from tests.support import Ledger, beat_spans
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault, pytest.mark.slow]
-
-
-def runs(path: Path) -> dict[int, tuple[float, float]]:
-    """Each attempt's first and last beat, from the `beat` task's own record."""
-    seen: dict[int, list[float]] = {}
-    for line in path.read_text().splitlines():
-        attempt, at = line.split()
-        seen.setdefault(int(attempt), []).append(float(at))
-    return {attempt: (min(beats), max(beats)) for attempt, beats in seen.items()}
 
 
 @contextmanager
@@ -110,7 +101,7 @@ def test_a_worker_cut_off_from_postgres_stops_its_job_before_it_is_rescued(
         done = stack.wait(job_id, timeout=60)
 
         assert done["status"] == "finished" and done["attempt"] == 2
-        attempts = runs(record)
+        attempts = beat_spans(record)
         assert set(attempts) == {1, 2}
         assert attempts[1][1] < attempts[2][0]  # attempt 1 had stopped when attempt 2 began
         assert attempts[1][1] < frozen_at + 6  # stopped within its lease (JOBS_LEASE_S=6)
@@ -136,5 +127,5 @@ def test_a_claim_whose_answer_is_lost_still_runs_the_job_once(
 
         assert proxy.cuts == 1
     assert done["status"] == "finished" and done["attempt"] == 1
-    assert set(runs(record)) == {1}  # ran as attempt 1 only
+    assert set(beat_spans(record)) == {1}  # ran as attempt 1 only
     assert ledger_rows.statuses(job_id) == ["queued", "started", "finished"]

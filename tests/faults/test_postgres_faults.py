@@ -2,6 +2,7 @@
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -9,7 +10,7 @@ from sqlalchemy import text
 
 from tests.e2e.conftest import Stack
 from tests.faults.conftest import Private
-from tests.support import Ledger
+from tests.support import Ledger, beat_spans, make_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
@@ -36,24 +37,113 @@ def test_submits_while_postgres_is_down_are_503_and_reach_no_queue(
     assert ledger_rows.count() == 1
 
 
-def test_postgres_down_while_a_worker_finishes(world: tuple[Stack, Ledger, Private]) -> None:
+def submit_beat(stack: Stack, record: Path, seconds: float) -> str:
+    args = {"seconds": seconds, "path": str(record)}
+    r = stack.http.post("/jobs", json={"task": "beat", "args": args, "max_attempts": 2})
+    assert r.status_code == 202, r.text
+    job_id: str = r.json()["id"]
+    return job_id
+
+
+def test_postgres_down_while_a_worker_finishes(
+    world: tuple[Stack, Ledger, Private], tmp_path: Path
+) -> None:
+    """The job ends while PostgreSQL is down (by the task's own record); the worker keeps
+    the outcome and writes it once PostgreSQL is back (by the ledger's clock)."""
     stack, ledger_rows, private = world
     stack.worker("w1")
     stack.reconciler()
-    job_id = stack.submit("sleep", seconds=1.5)
+    record = tmp_path / "beats"
+    job_id = submit_beat(stack, record, 1.5)
     assert stack.wait(job_id, ("started",))["status"] == "started"
 
     private.pg.stop()
     try:
-        time.sleep(3)  # the job ends while the ledger is away
+        time.sleep(3)
     finally:
+        back_at = time.time()
         private.pg.start()
 
     _wait_ready(stack.http)
     done = stack.wait(job_id, timeout=40)
     assert done["status"] == "finished" and done["result"] == 1.5
     assert done["attempt"] == 1  # the worker held on to the outcome and wrote it late
+    assert beat_spans(record)[1][1] < back_at  # the job ended during the outage
+    row = ledger_rows.row(job_id)
+    assert row is not None and row["finished_at"].timestamp() > back_at  # written after it
     assert ledger_rows.statuses(job_id)[-1] == "finished"
+
+
+def test_an_outage_longer_than_the_write_retries_is_repaired_by_the_lease(
+    world: tuple[Stack, Ledger, Private], tmp_path: Path
+) -> None:
+    """The worker gives up writing an outcome after JOBS_WORKER_DB_RETRY_S (1 s here) and
+    goes on; once PostgreSQL is back the attempt's lease lapses and the job runs again, not
+    overlapping the first run."""
+    stack, ledger_rows, private = world
+    stack.env["JOBS_WORKER_DB_RETRY_S"] = "1"
+    stack.worker("w1")
+    stack.reconciler()
+    record = tmp_path / "beats"
+    job_id = submit_beat(stack, record, 1)
+    assert stack.wait(job_id, ("started",))["status"] == "started"
+
+    private.pg.stop()
+    try:
+        time.sleep(4)  # the job ends, the worker retries its write for 1 s, then gives up
+    finally:
+        private.pg.start()
+
+    _wait_ready(stack.http)
+    done = stack.wait(job_id, timeout=40)
+    assert done["status"] == "finished" and done["attempt"] == 2, done
+    spans = beat_spans(record)
+    assert set(spans) == {1, 2} and spans[1][1] < spans[2][0]
+    assert "outcome not recorded" in stack.log("w1")
+    lost = [e for e in ledger_rows.events(job_id) if e["detail"].get("error")]
+    assert lost and lost[0]["detail"]["error"]["type"] == "lost"
+
+
+def test_a_revoked_key_stays_refused_across_a_postgres_restart(
+    world: tuple[Stack, Ledger, Private],
+) -> None:
+    """Keys revoked before and after PostgreSQL restarts under the API's listener are
+    refused, though the API would trust a cached key for 30 s."""
+    stack, _, private = world
+    stack.stop("api")
+    stack.env["JOBS_KEY_CACHE_S"] = "30"
+    stack.api()
+    before, after = make_key(private.engine, "before"), make_key(private.engine, "after")
+    for key in (before, after):
+        assert _status(stack, key) == 200  # now cached
+    _revoke(private, "before")
+    assert _refused_within(stack, before, 2)
+
+    private.pg.stop()
+    private.pg.start()
+    _wait_ready(stack.http)
+    _revoke(private, "after")  # heard by the listener's new connection, or not cached
+
+    assert _refused_within(stack, after, 2)
+    assert {_status(stack, before) for _ in range(20)} == {401}
+
+
+def _status(stack: Stack, key: str) -> int:
+    return stack.http.get("/jobs", headers={"Authorization": f"Bearer {key}"}).status_code
+
+
+def _revoke(private: Private, name: str) -> None:
+    with private.engine.begin() as conn:
+        conn.execute(text("UPDATE api_keys SET revoked_at = now() WHERE name = :n"), {"n": name})
+
+
+def _refused_within(stack: Stack, key: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _status(stack, key) == 401:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _wait_ready(http: httpx.Client, timeout: float = 30) -> None:

@@ -27,9 +27,8 @@ from sqlalchemy import text
 
 from tests.e2e.conftest import Stack
 from tests.faults.conftest import Private
-from tests.faults.test_leases import runs
 from tests.service.test_transitions import LEGAL
-from tests.support import Ledger
+from tests.support import Ledger, beat_spans
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault, pytest.mark.slow]
 
@@ -183,7 +182,7 @@ def test_chaos_soak(
     for job_id, body in accepted.items():  # never two attempts at once, from outside
         path = Path(body["args"].get("path", "/nonexistent"))
         if path.exists():
-            spans = sorted(runs(path).values())
+            spans = sorted(beat_spans(path).values())
             for (_, end), (start, _) in pairwise(spans):
                 assert start > end, (job_id, spans)
     for job_id, statuses in _histories(private).items():

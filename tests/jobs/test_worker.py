@@ -162,15 +162,20 @@ def test_task_functions_still_take_keyword_args() -> None:
 
 
 def _deliver_again(
-    settings: Settings, redis_conn: Redis, job_id: str, args: dict[str, object]
+    settings: Settings,
+    redis_conn: Redis,
+    job_id: str,
+    args: dict[str, object],
+    task_name: str = "echo",
 ) -> None:
-    task = registry.get("echo")
+    """Put a second delivery of the job on its queue, as a redelivery race would."""
+    task = registry.get(task_name)
     broker.enqueue(
         redis_conn,
         task,
         job_id=uuid.UUID(job_id),
         queue_name="default",
         args=args,
-        timeout_s=30,
+        timeout_s=task.timeout_s,
         result_ttl_s=settings.result_ttl_s,
     )
