@@ -71,6 +71,9 @@ async def current_client(
     given back at once (routes that wait hold none)."""
     if settings.dev_mode:
         return DEV_CLIENT
+    known: Client | None = getattr(request.state, "client", None)  # the body gate's
+    if known is not None:
+        return known
     if credentials is None:
         raise errors.Unauthenticated(MISSING_KEY)
     client = await authenticated(request, credentials.credentials)
@@ -91,13 +94,16 @@ async def still_allowed(request: Request) -> bool:
 
 async def key_problem(scope: Scope) -> str | None:
     """Why a request gets a 401 (its detail), from its headers alone; None if its key is
-    live. The body gate asks before it reads a body."""
+    live. The body gate asks before it reads a body, and leaves the client it found for
+    the route (`current_client`)."""
     request = Request(scope)
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         return MISSING_KEY
-    if await authenticated(request, key.strip()) is None:
+    client = await authenticated(request, key.strip())
+    if client is None:
         return INVALID_KEY
+    request.state.client = client
     return None
 
 

@@ -1,6 +1,7 @@
-"""Schemathesis against the live OpenAPI schema of a real `jobsvc api` process: with a valid
-key no 5xx and no response that breaks the schema; without one, only 401s (and the open
-health routes). A bounded number of examples per operation."""
+"""Schemathesis against the live OpenAPI schema of a real `jobsvc api` process, with a
+worker running what it submits: with a valid key no 5xx and no response that breaks the
+schema; without one, only 401s (and the open health routes). A bounded number of examples
+per operation."""
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, database: str) -> Iterator[St
     stack = Stack(Path(tmp_path_factory.mktemp("schemathesis")), key="")
     try:
         stack.api()
+        stack.worker("w")  # generated jobs run, so reads and cancels meet running ones too
         yield stack
     finally:
         stack.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.outbound import WebhookRefused, public_address
+from service.outbound import WebhookRefused, post, public_address
 from tests.e2e.conftest import Stack
 from tests.support import Ledger
 
@@ -223,3 +223,15 @@ def test_redirects_are_not_followed(allowed: Stack, receiver: Receiver) -> None:
     assert job["status"] == "finished", job
     assert job["result"]["status_code"] == 307
     assert receiver.requests == []  # the Location was never visited
+
+
+def test_the_request_goes_to_the_address_that_was_checked(receiver: Receiver) -> None:
+    """The URL's host name is never looked up again after the guard checked it: a name
+    that resolves nowhere still reaches the checked address, and is sent as Host."""
+    port = receiver.server.server_port
+
+    answer = post(f"http://hooks.example.invalid:{port}/job", "127.0.0.1", b"{}", {}, 5, keep=10)
+
+    assert answer.status_code == 200 and len(answer.body) == 10
+    [request] = receiver.requests
+    assert request["headers"]["Host"] == f"hooks.example.invalid:{port}"
