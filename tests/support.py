@@ -1,9 +1,11 @@
 """Helpers shared by the tests: databases, direct ledger reads, in-process workers."""
 
 import os
+import threading
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +169,22 @@ def beat_spans(path: Path) -> dict[int, tuple[float, float]]:
         attempt, at = line.split()
         seen.setdefault(int(attempt), []).append(float(at))
     return {attempt: (min(beats), max(beats)) for attempt, beats in seen.items()}
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that logs nothing (tests' loopback servers subclass it)."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def loopback_server(handler: type[BaseHTTPRequestHandler], path: str = "/hook") -> Iterator[str]:
+    """Serve `handler` on a free loopback port, in a thread; yields the URL of `path`."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{path}"
+    finally:
+        server.shutdown()
+        server.server_close()

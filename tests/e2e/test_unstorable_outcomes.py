@@ -1,14 +1,13 @@
 """No job can take a worker down: errors and results the ledger cannot store as they are
 end the job with a storable error, and the same worker process runs the next job."""
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import TEST_TASKS, Stack
+from tests.support import QuietHandler, loopback_server
 
 pytestmark = pytest.mark.e2e
 
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.e2e
 def refusing_server() -> Iterator[str]:
     """Answers every POST with 400 and a body holding a NUL byte."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
             body = b"refused\x00here \xed\xa0\x80"  # NUL, then a UTF-8-encoded lone surrogate
@@ -26,16 +25,8 @@ def refusing_server() -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/hook"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(Handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize("simple", [False, True], ids=["forking", "simple"])

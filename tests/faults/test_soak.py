@@ -16,7 +16,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from sqlalchemy import text
 from tests.e2e.conftest import Stack
 from tests.faults.conftest import Private
 from tests.service.test_transitions import LEGAL
-from tests.support import Ledger, beat_spans
+from tests.support import Ledger, QuietHandler, beat_spans, loopback_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault, pytest.mark.slow]
 
@@ -62,7 +61,7 @@ class Replies:
 def hook_server() -> Iterator[str]:
     """A loopback webhook receiver answering 200."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             self.send_response(200)
@@ -70,16 +69,8 @@ def hook_server() -> Iterator[str]:
             self.end_headers()
             self.wfile.write(b"ok")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/hook"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(Handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

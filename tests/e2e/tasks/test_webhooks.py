@@ -10,7 +10,7 @@ import pytest
 
 from service.outbound import WebhookRefused, post, public_address
 from tests.e2e.conftest import Stack
-from tests.support import Ledger
+from tests.support import Ledger, QuietHandler, loopback_server
 
 pytestmark = pytest.mark.e2e
 
@@ -161,7 +161,7 @@ def endless() -> Iterator[tuple[str, list[int]]]:
     """Answers 200 with a body that goes on for up to 2 GB; records how much it sent."""
     sent: list[int] = [0]
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
@@ -177,16 +177,8 @@ def endless() -> Iterator[tuple[str, list[int]]]:
             except OSError:
                 pass  # the reader hung up
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/hook", sent
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(Handler) as url:
+        yield url, sent
 
 
 def test_an_endless_answer_is_read_only_as_far_as_it_is_kept(
@@ -201,7 +193,7 @@ def test_an_endless_answer_is_read_only_as_far_as_it_is_kept(
 
 
 def test_redirects_are_not_followed(allowed: Stack, receiver: Receiver) -> None:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
             self.send_response(307)  # 307 keeps the method and body: the riskiest kind
@@ -209,16 +201,8 @@ def test_redirects_are_not_followed(allowed: Stack, receiver: Receiver) -> None:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        job = call(allowed, f"http://127.0.0.1:{server.server_port}/moved")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(Handler, "/moved") as moved:
+        job = call(allowed, moved)
 
     assert job["status"] == "finished", job
     assert job["result"]["status_code"] == 307
