@@ -27,6 +27,7 @@ from service.api import (
     task_routes,
 )
 from service.enqueued import EnqueuedMarks
+from service.group_commit import GroupCommit
 from service.settings import Settings, get_settings
 from service.watch import Watcher
 
@@ -39,6 +40,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = db.create_api_engine(settings)
     app.state.redis = broker.connect(settings)
     app.state.marks = EnqueuedMarks(app.state.engine)
+    app.state.submits = GroupCommit(app.state.engine, app.state.redis, app.state.marks, settings)
     app.state.watcher = Watcher(settings)
     app.state.streams = stream_routes.StreamSlots(settings.streams_per_client)
     app.state.keys = keys.KeyCache(

@@ -59,6 +59,11 @@ QUEUE_WAIT_SECONDS = Histogram(
     ["task"],
     buckets=_TIMES,
 )
+SUBMIT_GROUP_SIZE = Histogram(
+    "jobsvc_submit_group_size",
+    "Single submits recorded together by one insert (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 RECONCILE_PASSES = Counter("jobsvc_reconcile_passes_total", "Reconciler passes")
 REPAIRS = Counter("jobsvc_reconcile_repairs_total", "What the reconciler repaired", ["repair"])
 HTTP_REQUESTS = Counter(

@@ -3,9 +3,10 @@
 1. `prepare` (a client's job: every check and cap, the start time, the request's
    fingerprint for its idempotency key) or `system_job` (the service's own, or the
    benchmark's) makes a `rows.NewJob`;
-2. `record` / `record_batch` (the API) or `record_sync` (the reconciler, the benchmark)
-   commits it; a repeated idempotency key gives back the first job, or IdempotencyKeyReused
-   if the request differs;
+2. `record_group` (single submits, written together by `service.group_commit`),
+   `record_batch` (a batch request, all or nothing) or `record_sync` (the reconciler, the
+   benchmark) commits it; a repeated idempotency key gives back the first job, or
+   IdempotencyKeyReused if the request differs;
 3. `hand_over` (the API) or `enqueue` (the reconciler) puts committed `queued` rows on RQ.
 
 Recorded before enqueued, always (architecture.md, "Record before enqueue"): if Redis
@@ -158,13 +159,6 @@ def _depth(value: JsonValue) -> int:
 # ---------------------------------------------------------------- record
 
 
-async def record(conn: AsyncConnection, new: NewJob) -> tuple[JobRow, bool]:
-    """Commit one job (its own transaction); returns its row and whether it is new (False:
-    the first job of its idempotency key)."""
-    recorded, created = await record_batch(conn, [new])
-    return recorded[0], bool(created)
-
-
 async def record_batch(
     conn: AsyncConnection, batch: list[NewJob]
 ) -> tuple[list[JobRow], list[JobRow]]:
@@ -200,6 +194,34 @@ async def _firsts(conn: AsyncConnection, repeated: list[NewJob]) -> dict[UUID, J
             raise errors.IdempotencyKeyReused(job.idempotency_key or "", first.id)
         firsts[job.id] = first
     return firsts
+
+
+async def record_group(
+    conn: AsyncConnection, group: list[NewJob]
+) -> list[tuple[JobRow, bool] | errors.IdempotencyKeyReused]:
+    """Commit independent jobs by one statement (group commit); for each, its row and
+    whether it is new, or the IdempotencyKeyReused that refuses it alone."""
+    created = await ledger.insert_jobs(conn, group)  # one statement, committed on its own
+    for task_name, n in Counter(row.task for row in created).items():
+        metrics.SUBMITTED.labels(task_name).inc(n)
+    by_id = {row.id: row for row in created}
+    repeated = [job for job in group if job.id not in by_id]
+    firsts: dict[str, dict[str, JobRow]] = {}  # owner -> idempotency key -> first job
+    for owner in {job.owner for job in repeated}:
+        keys_ = [job.idempotency_key or "" for job in repeated if job.owner == owner]
+        found = await ledger.by_idempotency_keys(conn, owner, keys_)
+        firsts[owner] = {row.idempotency_key or "": row for row in found}
+    answers: list[tuple[JobRow, bool] | errors.IdempotencyKeyReused] = []
+    for job in group:
+        if job.id in by_id:
+            answers.append((by_id[job.id], True))
+            continue
+        first = firsts[job.owner][job.idempotency_key or ""]
+        if first.request_hash != job.request_hash:
+            answers.append(errors.IdempotencyKeyReused(job.idempotency_key or "", first.id))
+        else:
+            answers.append((first, False))
+    return answers
 
 
 def record_sync(conn: Connection, batch: list[NewJob], actor: str) -> list[JobRow]:

@@ -19,6 +19,7 @@ from service.api.deps import (
     brief_connection,
     still_allowed,
 )
+from service.group_commit import GroupCommit
 from service.rows import JobRow
 from service.schemas import (
     BatchIn,
@@ -65,8 +66,6 @@ async def submit_job(
     body: JobIn,
     request: Request,
     response: Response,
-    conn: ConnDep,
-    redis: RedisDep,
     settings: SettingsDep,
     client: LimitedClientDep,
     idempotency_key: Annotated[
@@ -76,12 +75,11 @@ async def submit_job(
 ) -> JobOut:
     """Record the job in the ledger, then put it on its RQ queue; answers 202 with the job."""
     new = submit.prepare(body, settings, client.name, idempotency_key)
-    row, created = await submit.record(conn, new)
+    submits: GroupCommit = request.app.state.submits
+    row, created = await submits.submit(new)  # recorded, then enqueued, with its group
     response.headers["Location"] = f"/jobs/{row.id}"
     if not created:  # the first job of this Idempotency-Key
         response.status_code = 200
-        return _out(row)
-    [row] = await submit.hand_over(redis, request.app.state.marks, settings, [row])
     return _out(row)
 
 
