@@ -106,30 +106,27 @@ def enqueue_rows(connection: Redis, rows: Sequence[JobRow], result_ttl_s: int) -
 
 @dataclass(frozen=True)
 class QueueView:
-    """What Redis shows of one queue, read in O(1) plus two short lists."""
+    """What Redis shows of one queue, read in O(1) plus one short list."""
 
     head: str | None  # the id a worker pops next; None: the queue is empty
-    running: frozenset[str]  # ids in the queue's StartedJobRegistry
     popped: frozenset[str]  # ids a worker moved to the intermediate list, not yet started
 
 
 def queue_views(connection: Redis, names: Iterable[str]) -> dict[str, QueueView]:
-    """Each queue's head, running ids and popped ids. Neither list grows with the queue: a
-    worker starts what it popped within milliseconds, and runs one job at a time."""
+    """Each queue's head and popped ids. The intermediate list does not grow with the
+    queue: a worker takes out what it popped within milliseconds."""
     names = sorted(set(names))
     with connection.pipeline(transaction=False) as pipe:
         for name in names:
             q = queue(name, connection)
             pipe.lindex(q.key, 0)
-            pipe.zrange(q.started_job_registry.key, 0, -1)  # "job_id:execution_id"
             pipe.lrange(q.intermediate_queue_key, 0, -1)
         found = pipe.execute()
     views = {}
     for i, name in enumerate(names):
-        head, running, popped = found[3 * i : 3 * i + 3]
+        head, popped = found[2 * i : 2 * i + 2]
         views[name] = QueueView(
             head=_text(head) if head is not None else None,
-            running=frozenset(_text(member).split(":")[0] for member in running),
             popped=frozenset(_text(member) for member in popped),
         )
     return views

@@ -11,8 +11,12 @@ reconcilers can run at once):
    an id popped by a worker that died) are enqueued again (`service.redelivery`: O(1) per
    row, whatever the queue's length).
 
-Rows are enqueued before their transaction commits: if Redis refuses, the change rolls
-back and the next pass tries again; a worker that dequeues first waits on the row lock.
+A step that changes a row's status (a rescue, a release, a new system job) commits first
+and enqueues after: a worker that pops the job at once must find the row `queued` (a
+claim does not wait for an uncommitted change of a row it cannot see as queued). If Redis
+refuses, the rows wait as `queued` for step 3. Redelivery enqueues inside its transaction
+(its rows are `queued` already; a worker's claim waits on the row lock) and records what
+it sent.
 """
 
 import logging
@@ -80,7 +84,8 @@ class Reconciler:
         ):
             try:
                 with self.engine.begin() as conn:
-                    step(conn, repairs)
+                    changed = step(conn, repairs)
+                self._enqueue(changed)  # committed: a worker that pops it can claim it
             except (DBAPIError, RedisError) as exc:
                 log.warning("reconcile: %s failed (%s); next pass retries", name, exc)
                 repairs.failed_steps.append(name)
@@ -103,34 +108,37 @@ class Reconciler:
                 log.info("reconcile: %s", repairs)
             stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
 
-    def _rescue_expired(self, conn: Connection, repairs: Repairs) -> None:
+    # Each step returns the rows to enqueue once its transaction has committed.
+
+    def _rescue_expired(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
         rows = ledger.rescue_expired(conn, self.settings.reconcile_batch)
         again = [row for row in rows if row.status == Status.QUEUED]
-        self._enqueue(again)
         for row in rows:
             metrics.RESCUED.labels(row.task).inc()
         repairs.requeued_lost += len(again)
         repairs.failed_lost += len(rows) - len(again)
+        return again
 
-    def _release_due(self, conn: Connection, repairs: Repairs) -> None:
+    def _release_due(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
         rows = ledger.release_due(conn, self.settings.reconcile_batch)
-        self._enqueue(rows)
         repairs.released += len(rows)
+        return rows
 
-    def _redeliver(self, conn: Connection, repairs: Repairs) -> None:
+    def _redeliver(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
         rows = ledger.unchecked_queued(
             conn, self.settings.redeliver_after_s, self.settings.reconcile_batch
         )
         if not rows:
-            return
+            return []
         lost = self.delivery.lost(conn, rows)
         sent = self._enqueue(lost)
         gone = {row.id for row in lost}
         held = [row.id for row in rows if row.id not in gone]
         ledger.mark_checked(conn, held, [row.id for row in sent])
         repairs.redelivered += len(sent)
+        return []
 
-    def _submit_callbacks(self, conn: Connection, repairs: Repairs) -> None:
+    def _submit_callbacks(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
         """One `deliver_callback` job (as `system`) per final job with a callback_url, each
         time it reaches a final state."""
         deliveries = [
@@ -144,27 +152,26 @@ class Reconciler:
             for due in ledger.callbacks_due(conn, self.settings.reconcile_batch)
         ]
         submitted = submit.record_sync(conn, deliveries, "reconciler") if deliveries else []
-        self._enqueue(submitted)
         repairs.callbacks_submitted += len(submitted)
+        return submitted
 
-    def _submit_cleanup(self, conn: Connection, repairs: Repairs) -> None:
+    def _submit_cleanup(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
         """Once every JOBS_CLEANUP_INTERVAL_S (one job per interval, however many reconcilers
         run: the interval's number is the idempotency key), submit `cleanup` as `system`."""
         interval = self.settings.cleanup_interval_s
         if time.time() < self._next_cleanup:
-            return
+            return []
         key = f"cleanup-{int(time.time() // interval)}"
         rows = submit.record_sync(
             conn, [submit.system_job("cleanup", {}, idempotency_key=key)], "reconciler"
         )
-        if rows:
-            self._enqueue(rows)
-            repairs.cleanup_submitted = True
+        repairs.cleanup_submitted = bool(rows)
         self._next_cleanup = (time.time() // interval + 1) * interval
+        return rows
 
     def _enqueue(self, rows: Sequence[JobRow]) -> list[JobRow]:
         """Enqueue the rows whose task this process knows; returns those."""
-        return submit.enqueue(self.redis, rows, self.settings)
+        return submit.enqueue(self.redis, rows, self.settings) if rows else []
 
 
 def serve(settings: Settings, interval_s: float, once: bool, ready: Callable[[], None]) -> None:

@@ -1,17 +1,19 @@
 """Which queued rows has Redis lost? The reconciler's delivery check, O(1) per row.
 
 A queued row is delivered while Redis holds its job: the id waits in the queue's list, or
-a worker has it (popped to the queue's intermediate list, or running), and RQ's job hash
-says `queued`. Searching a list of 100,000 ids for one is a scan, so the list is never
-searched. Per row the check reads the job hash's status; per queue, the head of the list
-and two short lists (what workers hold). A row is lost when:
+a worker has popped it to the queue's intermediate list, and RQ's job hash says `queued`.
+RQ's started registry does not count: a worker claims the row before RQ registers the
+run, so a queued row found there is a dead attempt's leftover (its lease was rescued).
+Searching a list of 100,000 ids for one is a scan, so the list is never searched. Per row
+the check reads the job hash's status; per queue, the head of the list and the short
+intermediate list. A row is lost when:
 
 - Redis has no job hash for it, or the hash says anything but `queued` (flushed, restarted,
   failed over, or left from an earlier delivery);
-- it is neither running nor popped and its queue is empty, or it was handed to Redis more
-  than `margin` before the job at the head of its queue (ledger times, one clock): the
-  list is first in, first out, so a job older than the head has been popped, by a worker
-  that died before it claimed the row;
+- it is not popped and its queue is empty, or it was handed to Redis more than `margin`
+  before the job at the head of its queue (ledger times, one clock): the list is first
+  in, first out, so a job older than the head has been popped, by a worker that died (or
+  was refused) before it claimed the row;
 - a worker popped it to the intermediate list and had not started it at two checks in a
   row (a live worker starts within milliseconds; the ledger spaces checks by the margin).
 
@@ -64,8 +66,6 @@ class DeliveryCheck:
         self, row: JobRow, view: QueueView, state: str | None, head_at: datetime | None
     ) -> bool:
         job_id = str(row.id)
-        if job_id in view.running:
-            return True
         if job_id in view.popped:
             if self._popped_before.pop(row.id, None) is not None:
                 return False  # stranded: its worker died between the pop and the claim
