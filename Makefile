@@ -9,6 +9,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	command -v wrk >/dev/null || apt-get install -y -q wrk || echo "no wrk: make bench needs it"
+	command -v hey >/dev/null || apt-get install -y -q hey || echo "no hey: make bench needs it"
 	command -v chromium >/dev/null || apt-get install -y -q chromium || echo "no chromium: the browser tests will fail"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
