@@ -20,7 +20,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 from pydantic import JsonValue
 from redis import Redis
@@ -164,59 +164,63 @@ async def record_batch(
 ) -> tuple[list[JobRow], list[JobRow]]:
     """Commit jobs all or nothing (a refused idempotency key undoes the whole batch);
     returns every job's row in the batch's order, and the rows that are new."""
-    if len(batch) == 1 and batch[0].idempotency_key is None:  # one statement: no BEGIN
-        created = await ledger.insert_jobs(conn, batch)
-        repeated: dict[UUID, JobRow] = {}
-    else:
-        async with sql.transaction(conn):
-            created = await ledger.insert_jobs(conn, batch)
-            made = {row.id for row in created}
-            repeated = await _firsts(conn, [job for job in batch if job.id not in made])
-    for task_name, n in Counter(row.task for row in created).items():
-        metrics.SUBMITTED.labels(task_name).inc(n)
-    by_id = {row.id: row for row in created}
-    return [by_id.get(job.id) or repeated[job.id] for job in batch], created
-
-
-async def _firsts(conn: AsyncConnection, repeated: list[NewJob]) -> dict[UUID, JobRow]:
-    """The first jobs of repeated idempotency keys, by the new id each stands in for."""
-    if not repeated:
-        return {}
-    owner = repeated[0].owner
-    found = await ledger.by_idempotency_keys(
-        conn, owner, [job.idempotency_key or "" for job in repeated]
-    )
-    by_key = {row.idempotency_key: row for row in found}
-    firsts = {}
-    for job in repeated:
-        first = by_key[job.idempotency_key]
-        if first.request_hash != job.request_hash:
-            raise errors.IdempotencyKeyReused(job.idempotency_key or "", first.id)
-        firsts[job.id] = first
-    return firsts
+    answers = await _record(conn, batch, all_or_nothing=True)
+    pairs = [a for a in answers if not isinstance(a, Exception)]  # a refusal was raised
+    return [row for row, _ in pairs], [row for row, new in pairs if new]
 
 
 async def record_group(
     conn: AsyncConnection, group: list[NewJob]
 ) -> list[tuple[JobRow, bool] | errors.IdempotencyKeyReused]:
     """Commit independent jobs by one statement (group commit); for each, its row and
-    whether it is new, or the IdempotencyKeyReused that refuses it alone."""
-    created = await ledger.insert_jobs(conn, group)  # one statement, committed on its own
+    whether it is new, or the IdempotencyKeyReused that refuses it alone. If the ledger
+    fails, nothing of the group is recorded (a 503 keeps its meaning)."""
+    return await _record(conn, group, all_or_nothing=False)
+
+
+async def _record(
+    conn: AsyncConnection, jobs: list[NewJob], all_or_nothing: bool
+) -> list[tuple[JobRow, bool] | errors.IdempotencyKeyReused]:
+    """One insert for all the jobs; a repeated idempotency key gives back its first job,
+    one reused for a different request is refused: the whole batch (`all_or_nothing`,
+    raised, rolled back) or that job alone (returned in its place)."""
+    if not any(job.idempotency_key for job in jobs):  # one statement: no BEGIN
+        created = await ledger.insert_jobs(conn, jobs)
+        by_id = {row.id: row for row in created}
+        answers: list[tuple[JobRow, bool] | errors.IdempotencyKeyReused] = [
+            (by_id[job.id], True) for job in jobs
+        ]
+    else:  # the first jobs of repeated keys are read in the same transaction
+        async with sql.transaction(conn):
+            created = await ledger.insert_jobs(conn, jobs)
+            answers = await _answers(conn, jobs, created)
+            if all_or_nothing:
+                for answer in answers:
+                    if isinstance(answer, errors.IdempotencyKeyReused):
+                        raise answer
     for task_name, n in Counter(row.task for row in created).items():
         metrics.SUBMITTED.labels(task_name).inc(n)
+    return answers
+
+
+async def _answers(
+    conn: AsyncConnection, jobs: list[NewJob], created: list[JobRow]
+) -> list[tuple[JobRow, bool] | errors.IdempotencyKeyReused]:
+    """Each job's row and whether it is new: its own, or the first job of its owner's
+    idempotency key (IdempotencyKeyReused if that one was a different request)."""
     by_id = {row.id: row for row in created}
-    repeated = [job for job in group if job.id not in by_id]
-    firsts: dict[str, dict[str, JobRow]] = {}  # owner -> idempotency key -> first job
+    repeated = [job for job in jobs if job.id not in by_id]
+    firsts: dict[tuple[str, str], JobRow] = {}
     for owner in {job.owner for job in repeated}:
         keys_ = [job.idempotency_key or "" for job in repeated if job.owner == owner]
-        found = await ledger.by_idempotency_keys(conn, owner, keys_)
-        firsts[owner] = {row.idempotency_key or "": row for row in found}
+        for row in await ledger.by_idempotency_keys(conn, owner, keys_):
+            firsts[(owner, row.idempotency_key or "")] = row
     answers: list[tuple[JobRow, bool] | errors.IdempotencyKeyReused] = []
-    for job in group:
+    for job in jobs:
         if job.id in by_id:
             answers.append((by_id[job.id], True))
             continue
-        first = firsts[job.owner][job.idempotency_key or ""]
+        first = firsts[(job.owner, job.idempotency_key or "")]
         if first.request_hash != job.request_hash:
             answers.append(errors.IdempotencyKeyReused(job.idempotency_key or "", first.id))
         else:
