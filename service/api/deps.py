@@ -86,10 +86,7 @@ async def still_allowed(request: Request) -> bool:
     """Whether the key of this (long) request is still live: streams and long-polls ask as
     they go, so a revoked key's open requests end too."""
     settings: Settings = request.app.state.settings
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if settings.dev_mode or scheme.lower() != "bearer":
-        return settings.dev_mode
-    return await authenticated(request, key.strip()) is not None
+    return settings.dev_mode or await key_problem(request.scope) is None
 
 
 async def key_problem(scope: Scope) -> str | None:

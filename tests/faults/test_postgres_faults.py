@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from tests.e2e.conftest import Stack
 from tests.faults.conftest import Private
+from tests.faults.test_leases import submit_beat
 from tests.support import Ledger, beat_spans, make_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
@@ -37,14 +38,6 @@ def test_submits_while_postgres_is_down_are_503_and_reach_no_queue(
     assert ledger_rows.count() == 1
 
 
-def submit_beat(stack: Stack, record: Path, seconds: float) -> str:
-    args = {"seconds": seconds, "path": str(record)}
-    r = stack.http.post("/jobs", json={"task": "beat", "args": args, "max_attempts": 2})
-    assert r.status_code == 202, r.text
-    job_id: str = r.json()["id"]
-    return job_id
-
-
 def test_postgres_down_while_a_worker_finishes(
     world: tuple[Stack, Ledger, Private], tmp_path: Path
 ) -> None:
@@ -54,7 +47,7 @@ def test_postgres_down_while_a_worker_finishes(
     stack.worker("w1")
     stack.reconciler()
     record = tmp_path / "beats"
-    job_id = submit_beat(stack, record, 1.5)
+    job_id = submit_beat(stack, record, 1.5, max_attempts=2)
     assert stack.wait(job_id, ("started",))["status"] == "started"
 
     private.pg.stop()
@@ -85,7 +78,7 @@ def test_an_outage_longer_than_the_write_retries_is_repaired_by_the_lease(
     stack.worker("w1")
     stack.reconciler()
     record = tmp_path / "beats"
-    job_id = submit_beat(stack, record, 1)
+    job_id = submit_beat(stack, record, 1, max_attempts=2)
     assert stack.wait(job_id, ("started",))["status"] == "started"
 
     private.pg.stop()
