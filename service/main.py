@@ -4,6 +4,7 @@ Serve it with `jobsvc api`, or `uvicorn --factory service.main:create_app`: noth
 built, configured or connected until the factory runs.
 """
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from service import broker, db, keys, logs, registry
 from service.api import (
     deps,
+    fast_poll,
     file_routes,
     handlers,
     health_routes,
@@ -49,6 +51,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.watcher.on_keys_changed.append(app.state.keys.clear)
     await app.state.watcher.start()
     log.info("api ready: tasks %s", ", ".join(t.name for t in registry.all_tasks()))
+    gc.collect()
+    gc.freeze()  # what start-up built lives as long as the process: full collections skip it
     try:
         yield
     finally:
@@ -90,7 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
     """Outermost first: request metrics, the body gate (key before body, sizes, read
-    timeout), trusted hosts, CORS, security headers."""
+    timeout), trusted hosts, CORS, security headers, the lean poll (`fast_poll`)."""
+    app.add_middleware(fast_poll.FastPoll)
     app.add_middleware(middleware.SecurityHeaders)
     if settings.cors_origins:
         app.add_middleware(

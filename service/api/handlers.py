@@ -87,6 +87,11 @@ async def job_service_error(request: Request, exc: Exception) -> JSONResponse:
 async def ledger_unreachable(request: Request, exc: Exception) -> JSONResponse:
     if not db.transient(exc):
         raise exc  # a bug, not an outage: let it be a 500 with a logged traceback
+    return unreachable(exc)
+
+
+def unreachable(exc: Exception) -> JSONResponse:
+    """The 503 for a transient database error (`db.transient`)."""
     log.warning("ledger unreachable: %s", exc.__class__.__name__)
     return problem(errors.LedgerUnavailable())
 
