@@ -16,6 +16,7 @@ Start with `jobsvc worker [--simple]`, or `rq worker -w service.worker.LedgerWor
 """
 
 import contextlib
+import ctypes
 import functools
 import logging
 import os
@@ -334,6 +335,7 @@ class LedgerWorker(LedgerHooks, Worker):
     """RQ's forking worker with the ledger hooks: each job runs in a fresh work horse."""
 
     stops_jobs = True
+    _parent_pid = 0
 
     def maintain_heartbeats(self, job: Job) -> None:
         """Every check interval while the horse runs (RQ's monitoring loop)."""
@@ -346,16 +348,30 @@ class LedgerWorker(LedgerHooks, Worker):
     def _interrupt(self) -> None:
         self.kill_horse()
 
+    def fork_work_horse(self, job: Job, queue: Queue) -> None:
+        self._parent_pid = os.getpid()
+        super().fork_work_horse(job, queue)
+
     def main_work_horse(self, job: Job, queue: Queue) -> None:
-        _end_with_parent()
+        _end_with_parent(self._parent_pid)
         super().main_work_horse(job, queue)
 
 
-def _end_with_parent() -> None:
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent(parent: int) -> None:
     """A work horse has its own process group, so it outlives a SIGKILLed main process;
     nobody would renew its lease then, and the job would run on beside its rescue. So it
-    ends when its parent does."""
-    parent = os.getppid()
+    ends when its parent does: SIGKILL from the kernel (Linux's PR_SET_PDEATHSIG; no
+    thread in the horse), or elsewhere a thread that watches the parent."""
+    try:
+        if _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) == 0:
+            if os.getppid() != parent:  # the parent died before the request took
+                os._exit(1)
+            return
+    except (OSError, AttributeError):  # no prctl here
+        pass
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -363,6 +379,11 @@ def _end_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+@functools.cache
+def _libc() -> Any:
+    return ctypes.CDLL(None, use_errno=True)
 
 
 class SimpleLedgerWorker(LedgerHooks, SimpleWorker):
