@@ -89,7 +89,7 @@ class Stack:
     def kill(self, name: str) -> None:
         """SIGKILL a process and its children (a work horse has its own process group)."""
         proc = self.procs.pop(name)
-        for pid in [proc.pid, *_children(proc.pid)]:
+        for pid in [proc.pid, *children(proc.pid)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.wait(10)
@@ -131,7 +131,7 @@ class Stack:
         no job outlives its test."""
         proc = self.procs.pop(name)
         if proc.poll() is None:
-            horses = _children(proc.pid)
+            horses = children(proc.pid)
             os.killpg(proc.pid, signal.SIGTERM)  # a worker busy with a long job waits for it
             try:
                 proc.wait(3)
@@ -148,7 +148,7 @@ class Stack:
         self.http.close()
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     ps = ["ps", "-o", "pid=", "--ppid", str(pid)]
     return [int(p) for p in subprocess.run(ps, capture_output=True, text=True).stdout.split()]
 

@@ -1,8 +1,10 @@
 """A worker killed outright (main process and work horse): its job is not left `started`."""
 
+import time
+
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, children
 from tests.faults.conftest import Private
 from tests.support import Ledger
 
@@ -50,3 +52,29 @@ def test_job_of_a_killed_worker_fails_as_lost_without_attempts_left(
     assert done["status"] == "failed" and done["attempt"] == 1
     assert done["error"]["type"] == "lost"
     assert ledger_rows.statuses(job_id) == ["queued", "started", "failed"]
+
+
+def test_a_work_horse_ends_with_its_main_process(world: tuple[Stack, Ledger, Private]) -> None:
+    """Only the main process is SIGKILLed: its work horse (own process group) must not run
+    on unwatched beside the job's rescue; the kernel ends it (PR_SET_PDEATHSIG)."""
+    stack, _, _ = world
+    main = stack.worker("w1")
+    job_id = stack.submit("sleep", seconds=30)
+    assert stack.wait(job_id, ("started",))["status"] == "started"
+    [horse] = children(main.pid)
+
+    main.kill()
+    main.wait(10)
+
+    deadline = time.monotonic() + 5
+    while _alive(horse):
+        assert time.monotonic() < deadline, "the work horse outlived its main process"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
