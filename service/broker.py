@@ -75,7 +75,21 @@ def enqueue(
 ) -> None:
     """Put a recorded job on its RQ queue under the ledger's id. The ledger keeps outcomes:
     RQ keeps a finished or failed job's hash only `result_ttl_s`, for the worker to read."""
-    queue(queue_name, connection).enqueue_call(
+    _enqueue_on(
+        queue(queue_name, connection), task, job_id, args, timeout_s, result_ttl_s, pipeline
+    )
+
+
+def _enqueue_on(
+    rq_queue: Queue,
+    task: Task,
+    job_id: UUID,
+    args: dict[str, Any],
+    timeout_s: int,
+    result_ttl_s: int,
+    pipeline: Pipeline | None,
+) -> None:
+    rq_queue.enqueue_call(
         func=task.func,
         kwargs=args,
         job_id=str(job_id),
@@ -89,17 +103,14 @@ def enqueue(
 
 def enqueue_rows(connection: Redis, rows: Sequence[JobRow], result_ttl_s: int) -> None:
     """Enqueue ledger rows in one pipeline; raises RedisError if Redis refuses."""
+    queues: dict[str, Queue] = {}  # one RQ Queue per name, not per job
     with connection.pipeline() as pipe:
         for row in rows:
-            enqueue(
-                connection,
-                registry.get(row.task),
-                job_id=row.id,
-                queue_name=row.queue,
-                args=row.args,
-                timeout_s=row.timeout_s,
-                result_ttl_s=result_ttl_s,
-                pipeline=pipe,
+            if row.queue not in queues:
+                queues[row.queue] = queue(row.queue, connection)
+            task = registry.get(row.task)
+            _enqueue_on(
+                queues[row.queue], task, row.id, row.args, row.timeout_s, result_ttl_s, pipe
             )
         pipe.execute()
 
