@@ -2,6 +2,7 @@
 processes' psycopg one, database creation, and which database errors are outages."""
 
 import asyncpg
+import psycopg
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -25,21 +26,15 @@ def create_api_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def create_worker_engine(
-    settings: Settings, role: str = "cli", *, autocommit: bool = False
-) -> Engine:
-    """A small psycopg 3 pool for a synchronous process (workers, the reconciler, the CLI).
-
-    `role` names the process in `pg_stat_activity` (`application_name` `jobsvc-<role>`).
-    `autocommit`: for single-statement writes whose caller retries transient errors, so
-    each write is one round trip (no BEGIN, no COMMIT, no pre-ping).
-    """
+def create_worker_engine(settings: Settings, role: str = "cli") -> Engine:
+    """A small psycopg 3 pool for a synchronous process (the reconciler, the CLI, a
+    worker's tasks). `role` names the process in `pg_stat_activity` (`application_name`
+    `jobsvc-<role>`)."""
     return create_engine(
         settings.sync_database_url,
-        pool_size=1 if autocommit else 2,
+        pool_size=2,
         max_overflow=2,
-        pool_pre_ping=not autocommit,
-        isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
+        pool_pre_ping=True,
         connect_args={
             "connect_timeout": int(settings.db_connect_timeout_s),
             "application_name": f"jobsvc-{role}",
@@ -95,4 +90,11 @@ def transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    if isinstance(exc, psycopg.Error):  # a worker's own connection (`ledger_writer`)
+        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
     return isinstance(exc, (*ASYNCPG_OUTAGES, OSError, TimeoutError))
+
+
+def cause(exc: BaseException) -> BaseException:
+    """The driver's error under SQLAlchemy's wrapper, for logs and messages."""
+    return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc

@@ -2,7 +2,7 @@
 
 The statements themselves are in `queries.sql`. The API calls the `async` functions with an
 `AsyncConnection` (asyncpg); workers, the reconciler and tasks call the others with a
-`Connection` (psycopg). Callers own the transaction: the worker writes in autocommit, one
+`SyncConnection` (psycopg, bare or under SQLAlchemy). Callers own the transaction: the worker writes in autocommit, one
 round trip per statement; the reconciler commits only after Redis took what it picked.
 Every function returns `JobRow`s (or `EventRow`s), whichever driver read them. Listing
 with filters and cursors is `service.listing`.
@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import errors, sql
 from service.rows import CallbackDue, EventRow, JobRow, JsonObject, NewJob
+from service.sql import SyncConnection
 from service.tables import TERMINAL, Status
 
 
@@ -42,7 +42,7 @@ def _jobs(found: Sequence[sql.Record]) -> list[JobRow]:
     return [JobRow.of(row) for row in found]
 
 
-def _many(conn: Connection, name: str, **params: object) -> list[JobRow]:
+def _many(conn: SyncConnection, name: str, **params: object) -> list[JobRow]:
     """The rows a named statement returns, on a synchronous connection."""
     return _jobs(sql.rows(conn, sql.query(name), **params))
 
@@ -85,7 +85,7 @@ async def insert_jobs(conn: AsyncConnection, batch: list[NewJob]) -> list[JobRow
     return _jobs(await sql.fetch(conn, sql.query("insert_jobs"), **_insert_params(batch, "api")))
 
 
-def insert_jobs_sync(conn: Connection, batch: list[NewJob], actor: str) -> list[JobRow]:
+def insert_jobs_sync(conn: SyncConnection, batch: list[NewJob], actor: str) -> list[JobRow]:
     """`insert_jobs` for the synchronous processes (the reconciler's system jobs)."""
     return _many(conn, "insert_jobs", **_insert_params(batch, actor))
 
@@ -164,13 +164,13 @@ async def ping(conn: AsyncConnection) -> None:
 # ---------------------------------------------------------------- a worker's writes
 
 
-def _one(conn: Connection, name: str, **params: object) -> JobRow | None:
+def _one(conn: SyncConnection, name: str, **params: object) -> JobRow | None:
     row = sql.one(conn, sql.query(name), **params)
     return None if row is None else JobRow.of(row)
 
 
 def claim(
-    conn: Connection, job_id: UUID, worker: str, lease_s: int, token: str = ""
+    conn: SyncConnection, job_id: UUID, worker: str, lease_s: int, token: str = ""
 ) -> JobRow | None:
     """Start the job if it may start (architecture.md, "The row is the lock"), holding a
     lease of `lease_s`, for the delivery named `token`; None: skip it."""
@@ -185,27 +185,27 @@ def claim(
     )
 
 
-def reclaim(conn: Connection, job_id: UUID, token: str) -> JobRow | None:
+def reclaim(conn: SyncConnection, job_id: UUID, token: str) -> JobRow | None:
     """The job, if the delivery named `token` already claimed it (a claim whose answer was
     lost); None otherwise."""
     return _one(conn, "reclaim", id=job_id, token=token)
 
 
-def renew_lease(conn: Connection, job_id: UUID, attempt: int, lease_s: int) -> bool:
+def renew_lease(conn: SyncConnection, job_id: UUID, attempt: int, lease_s: int) -> bool:
     """Extend the running attempt's lease to `lease_s` from now; False if this attempt no
     longer runs (canceled, rescued, finished)."""
     q = sql.query("renew_lease")
     return sql.one(conn, q, id=job_id, attempt=attempt, lease_s=lease_s) is not None
 
 
-def release_lease(conn: Connection, job_id: UUID, attempt: int) -> bool:
+def release_lease(conn: SyncConnection, job_id: UUID, attempt: int) -> bool:
     """Say that `attempt`, whose job was taken from it (canceled), has stopped: a retry
     need not wait for its lease. False if there was nothing to release."""
     q = sql.query("release_lease")
     return sql.one(conn, q, id=job_id, attempt=attempt) is not None
 
 
-def finish(conn: Connection, job_id: UUID, attempt: int, result: object) -> JobRow | None:
+def finish(conn: SyncConnection, job_id: UUID, attempt: int, result: object) -> JobRow | None:
     """The running attempt finished with `result`; None if this attempt no longer runs
     (architecture.md, "Fenced writes")."""
     return _one(
@@ -214,7 +214,7 @@ def finish(conn: Connection, job_id: UUID, attempt: int, result: object) -> JobR
 
 
 def fail(
-    conn: Connection, job_id: UUID, attempt: int, error: Mapping[str, object]
+    conn: SyncConnection, job_id: UUID, attempt: int, error: Mapping[str, object]
 ) -> JobRow | None:
     """The running attempt failed for good."""
     detail = _by("worker", error)
@@ -222,7 +222,7 @@ def fail(
 
 
 def retry_later(
-    conn: Connection, job_id: UUID, attempt: int, error: Mapping[str, object], delay_s: float
+    conn: SyncConnection, job_id: UUID, attempt: int, error: Mapping[str, object], delay_s: float
 ) -> JobRow | None:
     """A failed attempt with attempts left: wait as `scheduled`, keeping its error.
     None when no attempt is left (the caller fails the job instead)."""
@@ -238,7 +238,7 @@ def retry_later(
 
 
 def progress(
-    conn: Connection, job_id: UUID, attempt: int, value: float, message: str | None
+    conn: SyncConnection, job_id: UUID, attempt: int, value: float, message: str | None
 ) -> bool:
     """A running attempt's progress (not a transition: no event); False if it no longer
     runs."""
@@ -250,11 +250,11 @@ def progress(
 # ---------------------------------------------------------------- what tasks read and change
 
 
-def job(conn: Connection, job_id: UUID) -> JobRow | None:
+def job(conn: SyncConnection, job_id: UUID) -> JobRow | None:
     return _one(conn, "get_job", id=job_id, owner=None)
 
 
-def note(conn: Connection, job_id: UUID, detail: Mapping[str, object]) -> None:
+def note(conn: SyncConnection, job_id: UUID, detail: Mapping[str, object]) -> None:
     """An event about the job that is not a transition (a callback delivery): it carries the
     job's current status and attempt."""
     sql.rows(conn, sql.query("note"), id=job_id, detail=_json(detail))
@@ -266,7 +266,7 @@ STATS_COLUMNS = [
 
 
 def task_stats(
-    conn: Connection, owner: str, since: datetime, until: datetime
+    conn: SyncConnection, owner: str, since: datetime, until: datetime
 ) -> list[dict[str, object]]:
     """Per task (STATS_COLUMNS), for the owner's jobs created in [since, until): counts by
     status, success rate, run-time percentiles in seconds."""
@@ -279,7 +279,9 @@ def task_stats(
     return stats
 
 
-def delete_final(conn: Connection, before: datetime, owner: str | None, limit: int) -> list[UUID]:
+def delete_final(
+    conn: SyncConnection, before: datetime, owner: str | None, limit: int
+) -> list[UUID]:
     """Delete up to `limit` final jobs (their events go with them) finished before `before`,
     of `owner` (None: every owner); returns their ids."""
     found = sql.rows(conn, sql.query("delete_final"), before=before, owner=owner, limit=limit)
@@ -295,29 +297,29 @@ LOST = {
 }
 
 
-def rescue_expired(conn: Connection, limit: int) -> list[JobRow]:
+def rescue_expired(conn: SyncConnection, limit: int) -> list[JobRow]:
     """Started rows whose lease expired: queued again while attempts are left, else failed."""
     detail = _by("reconciler", LOST)
     return _many(conn, "rescue_expired", error=_json(LOST), limit=limit, detail=detail)
 
 
-def release_due(conn: Connection, limit: int) -> list[JobRow]:
+def release_due(conn: SyncConnection, limit: int) -> list[JobRow]:
     """Scheduled rows whose time has come become queued."""
     return _many(conn, "release_due", limit=limit, detail=_by("reconciler"))
 
 
-def unchecked_queued(conn: Connection, older_than_s: float, limit: int) -> list[JobRow]:
+def unchecked_queued(conn: SyncConnection, older_than_s: float, limit: int) -> list[JobRow]:
     """Queued rows not seen in Redis for a while (or never enqueued), locked for checking."""
     return _many(conn, "unchecked_queued", older_than_s=older_than_s, limit=limit)
 
 
-def enqueued_at(conn: Connection, ids: list[UUID]) -> dict[UUID, datetime]:
+def enqueued_at(conn: SyncConnection, ids: list[UUID]) -> dict[UUID, datetime]:
     """When each of these rows was last handed to Redis (ids not in the ledger left out)."""
     found = sql.rows(conn, sql.query("enqueued_at"), ids=ids)
     return {row["id"]: row["at"] for row in found}
 
 
-def mark_checked(conn: Connection, held: list[UUID], redelivered: list[UUID]) -> None:
+def mark_checked(conn: SyncConnection, held: list[UUID], redelivered: list[UUID]) -> None:
     """Record a delivery check: held rows were in Redis, redelivered ones enqueued again."""
     if held:
         sql.run(conn, sql.query("mark_held"), ids=held)
@@ -326,7 +328,7 @@ def mark_checked(conn: Connection, held: list[UUID], redelivered: list[UUID]) ->
         sql.rows(conn, sql.query("mark_redelivered"), ids=redelivered, detail=detail)
 
 
-def callbacks_due(conn: Connection, limit: int) -> list[CallbackDue]:
+def callbacks_due(conn: SyncConnection, limit: int) -> list[CallbackDue]:
     """Final jobs whose callback is not yet submitted for this finish; each is marked as
     submitted (the caller submits the deliveries before committing)."""
     found = sql.rows(conn, sql.query("callbacks_due"), limit=limit)

@@ -1,14 +1,21 @@
-"""A worker process's way to the ledger: its engines, made in the process that uses them
-(never inherited across a fork), and the retrying write every bookkeeping statement goes
-through (architecture.md, "Outcomes survive database outages")."""
+"""A worker process's way to the ledger: its connections, made in the process that uses
+them (never inherited across a fork), and the retrying write every bookkeeping statement
+goes through (architecture.md, "Outcomes survive database outages").
+
+Bookkeeping (claims, outcomes, leases, progress) runs on one psycopg connection the process
+holds, in autocommit: each statement is its own transaction and one round trip, prepared
+after a few runs, with no pool checkout around it. A task's own SQL gets a pooled
+SQLAlchemy engine (`engine`)."""
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+import psycopg
+from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from service import db
@@ -22,37 +29,53 @@ T = TypeVar("T")
 class LedgerWriter:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._engines: dict[bool, Engine] = {}  # autocommit → engine, of this process
+        self._engine: Engine | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()  # the lease's thread writes too
         self._pid = 0
 
-    def _engine(self, autocommit: bool) -> Engine:
+    def _mine(self) -> None:
+        """Forget connections made by another process (the parent of a work horse; psycopg
+        never ends a session from a process that did not open it)."""
         if self._pid != os.getpid():
-            self._engines, self._pid = {}, os.getpid()
-        if autocommit not in self._engines:
-            self._engines[autocommit] = db.create_worker_engine(
-                self.settings, "worker", autocommit=autocommit
-            )
-        return self._engines[autocommit]
+            self._engine, self._conn, self._pid = None, None, os.getpid()
 
     @property
     def engine(self) -> Engine:
         """The engine tasks use (transactions, pre-pinged connections)."""
-        return self._engine(autocommit=False)
+        self._mine()
+        if self._engine is None:
+            self._engine = db.create_worker_engine(self.settings, "worker")
+        return self._engine
 
     def dispose(self, close: bool = True) -> None:
-        """Drop this process's pools (`close=False` in a fresh fork: the parent's
+        """Drop this process's connections (`close=False` in a fresh fork: the parent's
         connections stay the parent's)."""
-        for engine in self._engines.values():
-            engine.dispose(close=close)
-        self._engines = {}
+        if self._engine is not None:
+            self._engine.dispose(close=close)
+        if close and self._conn is not None and self.owned_here():
+            self._conn.close()
+        self._engine, self._conn = None, None
 
     def owned_here(self) -> bool:
         return self._pid == os.getpid()
 
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            url = make_url(self.settings.sync_database_url).set(drivername="postgresql")
+            self._conn = psycopg.connect(
+                url.render_as_string(hide_password=False),
+                autocommit=True,
+                connect_timeout=max(1, int(self.settings.db_connect_timeout_s)),
+                application_name="jobsvc-worker",
+            )
+        return self._conn
+
     def once(self, fn: Callable[..., T], *args: Any) -> T:
         """Run one ledger statement once, in autocommit."""
-        with self._engine(autocommit=True).connect() as conn:
-            return fn(conn, *args)
+        self._mine()
+        with self._lock:
+            return fn(self._connection(), *args)
 
     def write(self, fn: Callable[..., T], *args: Any) -> T | None:
         """Run one ledger statement (autocommit: it is its own transaction), retrying
@@ -66,12 +89,12 @@ class LedgerWriter:
         while True:
             try:
                 return self.once(fn, *args)
-            except DBAPIError as exc:
+            except (DBAPIError, psycopg.Error) as exc:
                 if not db.transient(exc):
                     raise
                 if time.monotonic() + delay > deadline:
-                    log.error("ledger unreachable, giving up on this write: %s", exc.orig)
+                    log.error("ledger unreachable, giving up on this write: %s", db.cause(exc))
                     return None
-                log.warning("ledger write failed (%s); retrying in %.1fs", exc.orig, delay)
+                log.warning("ledger write failed (%s); retrying in %.1fs", db.cause(exc), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)

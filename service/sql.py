@@ -1,10 +1,12 @@
 """The named statements of `queries.sql`, and the two ways they run.
 
 The API runs them on the asyncpg connection under a pooled SQLAlchemy `AsyncConnection`
-(prepared once per connection, no transaction unless the caller opens one); workers, the
-reconciler and the CLI run them on psycopg through a SQLAlchemy `Connection` (prepared after
-a few runs). Either way a statement is its text, as written in `queries.sql`, and its
-parameters by name.
+(prepared once per connection, no transaction unless the caller opens one); the reconciler,
+the CLI and tasks run them on psycopg through a SQLAlchemy `Connection`, and a worker's own
+bookkeeping on a plain psycopg connection that it holds (`ledger_writer`: a claim and an
+outcome per job, without a pool checkout or a result wrapper each). psycopg prepares a
+statement after a few runs. Either way a statement is its text, as written in
+`queries.sql`, and its parameters by name.
 """
 
 import functools
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import psycopg
+from psycopg.rows import dict_row
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,6 +27,10 @@ from service import db
 # A row as a driver returns it (an asyncpg Record, a SQLAlchemy RowMapping): read by
 # column name. `ledger` turns each into a typed row at once.
 Record = Mapping[str, Any]
+
+# What the synchronous statements run on: SQLAlchemy's connection, or a worker's own psycopg
+# connection (autocommit).
+SyncConnection = Connection | psycopg.Connection[Any]
 
 _PARAM = re.compile(r"%\((\w+)\)s")
 
@@ -130,16 +138,22 @@ async def transaction(conn: AsyncConnection) -> AsyncIterator[None]:
 # ---------------------------------------------------------------- psycopg (the rest)
 
 
-def rows(conn: Connection, q: Query, **params: object) -> Sequence[Record]:
+def rows(conn: SyncConnection, q: Query, **params: object) -> Sequence[Record]:
+    if isinstance(conn, psycopg.Connection):
+        with conn.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(q.text, params)
+            return cursor.fetchall() if cursor.description else []
     found: Sequence[Record] = conn.exec_driver_sql(q.text, params).mappings().all()  # type: ignore[assignment]
     return found
 
 
-def one(conn: Connection, q: Query, **params: object) -> Record | None:
+def one(conn: SyncConnection, q: Query, **params: object) -> Record | None:
     found = rows(conn, q, **params)
     return found[0] if found else None
 
 
-def run(conn: Connection, q: Query, **params: object) -> int:
+def run(conn: SyncConnection, q: Query, **params: object) -> int:
     """Run a statement for its effect; the number of rows it touched."""
+    if isinstance(conn, psycopg.Connection):
+        return conn.execute(q.text, params).rowcount
     return int(conn.exec_driver_sql(q.text, params).rowcount)
