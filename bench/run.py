@@ -230,14 +230,15 @@ STEADY_WORKERS = 4  # hey's workers tick together: 4 requests at once every 1/60
 
 
 def steady_p99_ms(bench: Bench, path: str, body: dict[str, Any], rate: int) -> float:
-    """p99 latency at a steady `rate` requests a second, for twice the size's `seconds`.
+    """p99 latency at a steady `rate` requests a second, for twice the size's `seconds`
+    (once in the tiny run).
 
     `hey -q` paces each of its workers and starts their clocks together, so `-c` requests
     arrive at once every `-c / rate` seconds: with 24 workers that is a burst of 24 (the
     hello-world endpoint's own p99 is ~12 ms under it). 4 workers keep the bursts small.
     A worker held past its next tick skips it: a rate under 97% of `rate` is an error, so
     slow answers cannot hide by sending fewer requests (the tiny run's 2 s may start slow)."""
-    seconds = bench.size["seconds"] * 2
+    seconds = bench.size["seconds"] * (1 if bench.size.get("quick") else 2)
     out = subprocess.run(
         [
             "hey",
@@ -358,7 +359,7 @@ def submit_and_poll(bench: Bench, label: str = "") -> dict[str, Load]:
 def batch(bench: Bench) -> None:
     from service import broker, registry
 
-    n, per = (20 if bench.size["worker_jobs"] < 100 else 100), 1000
+    n, per = (3 if bench.size.get("quick") else 100), 1000
     body = {"jobs": [ECHO] * per}
     started = time.perf_counter()
     for _ in range(n):

@@ -8,10 +8,15 @@ failing, or the row says this attempt no longer runs), the worker stops the job 
 before the lease runs out, so the reconciler's rescue never overlaps it.
 """
 
+import ctypes
+import functools
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +56,32 @@ class LeaseKeeper:
             self._held_until = max(self._held_until, asked_at + self._lease_s)
         else:
             self.lost = True
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def end_with_parent(parent: int) -> None:
+    """Called in a work horse: it has its own process group, so it outlives a SIGKILLed
+    main process; nobody would renew its lease then, and the job would run on beside its
+    rescue. So it ends when its parent does: SIGKILL from the kernel (Linux's
+    PR_SET_PDEATHSIG; no thread in the horse), or elsewhere a thread that watches."""
+    try:
+        if _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) == 0:
+            if os.getppid() != parent:  # the parent died before the request took
+                os._exit(1)
+            return
+    except (OSError, AttributeError):  # no prctl here
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+@functools.cache
+def _libc() -> Any:
+    return ctypes.CDLL(None, use_errno=True)

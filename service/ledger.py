@@ -2,8 +2,9 @@
 
 The statements themselves are in `queries.sql`. The API calls the `async` functions with an
 `AsyncConnection` (asyncpg); workers, the reconciler and tasks call the others with a
-`SyncConnection` (psycopg, bare or under SQLAlchemy). Callers own the transaction: the worker writes in autocommit, one
-round trip per statement; the reconciler commits only after Redis took what it picked.
+`SyncConnection` (psycopg, bare or under SQLAlchemy). Callers own the transaction: the
+worker writes in autocommit, one round trip per statement; the reconciler commits only
+after Redis took what it picked.
 Every function returns `JobRow`s (or `EventRow`s), whichever driver read them. Listing
 with filters and cursors is `service.listing`.
 """

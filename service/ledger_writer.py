@@ -2,10 +2,11 @@
 them (never inherited across a fork), and the retrying write every bookkeeping statement
 goes through (architecture.md, "Outcomes survive database outages").
 
-Bookkeeping (claims, outcomes, leases, progress) runs on one psycopg connection the process
-holds, in autocommit: each statement is its own transaction and one round trip, prepared
-after a few runs, with no pool checkout around it. A task's own SQL gets a pooled
-SQLAlchemy engine (`engine`)."""
+Bookkeeping (claims, outcomes, progress) runs on a psycopg connection the process holds, in
+autocommit: each statement is its own transaction and one round trip, prepared after a few
+runs, with no pool checkout around it. Lease renewals have a connection of their own, so a
+renewal that hangs holds no outcome up. A task's own SQL gets a pooled SQLAlchemy engine
+(`engine`)."""
 
 import logging
 import os
@@ -25,20 +26,23 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+LANES = ("main", "lease")  # claims and outcomes; lease renewals
+
 
 class LedgerWriter:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._engine: Engine | None = None
-        self._conn: psycopg.Connection[Any] | None = None
-        self._lock = threading.Lock()  # the lease's thread writes too
+        # lane → its connection, and a lock: a lane is used by one thread at a time
+        self._conns: dict[str, psycopg.Connection[Any]] = {}
+        self._locks = {lane: threading.Lock() for lane in LANES}
         self._pid = 0
 
     def _mine(self) -> None:
         """Forget connections made by another process (the parent of a work horse; psycopg
         never ends a session from a process that did not open it)."""
         if self._pid != os.getpid():
-            self._engine, self._conn, self._pid = None, None, os.getpid()
+            self._engine, self._conns, self._pid = None, {}, os.getpid()
 
     @property
     def engine(self) -> Engine:
@@ -53,29 +57,31 @@ class LedgerWriter:
         connections stay the parent's)."""
         if self._engine is not None:
             self._engine.dispose(close=close)
-        if close and self._conn is not None and self.owned_here():
-            self._conn.close()
-        self._engine, self._conn = None, None
+        if close and self.owned_here():
+            for conn in self._conns.values():
+                conn.close()
+        self._engine, self._conns = None, {}
 
     def owned_here(self) -> bool:
         return self._pid == os.getpid()
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
+    def _connection(self, lane: str) -> psycopg.Connection[Any]:
+        conn = self._conns.get(lane)
+        if conn is None or conn.closed or conn.broken:
             url = make_url(self.settings.sync_database_url).set(drivername="postgresql")
-            self._conn = psycopg.connect(
+            conn = self._conns[lane] = psycopg.connect(
                 url.render_as_string(hide_password=False),
                 autocommit=True,
                 connect_timeout=max(1, int(self.settings.db_connect_timeout_s)),
                 application_name="jobsvc-worker",
             )
-        return self._conn
+        return conn
 
-    def once(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run one ledger statement once, in autocommit."""
+    def once(self, fn: Callable[..., T], *args: Any, lane: str = "main") -> T:
+        """Run one ledger statement once, in autocommit, on `lane`'s connection."""
         self._mine()
-        with self._lock:
-            return fn(self._connection(), *args)
+        with self._locks[lane]:
+            return fn(self._connection(lane), *args)
 
     def write(self, fn: Callable[..., T], *args: Any) -> T | None:
         """Run one ledger statement (autocommit: it is its own transaction), retrying

@@ -16,7 +16,6 @@ Start with `jobsvc worker [--simple]`, or `rq worker -w service.worker.LedgerWor
 """
 
 import contextlib
-import ctypes
 import functools
 import logging
 import os
@@ -40,7 +39,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from service import broker, context, db, errors, ledger, logs, metrics, outcomes, registry
+from service import broker, context, db, errors, lease, ledger, logs, metrics, outcomes, registry
 from service.lease import LeaseKeeper
 from service.ledger_writer import LedgerWriter
 from service.rows import JobRow
@@ -121,7 +120,9 @@ class LedgerHooks:
     # ------------------------------------------------------------ the lease
 
     def _renew_lease(self, job_id: UUID, attempt: int) -> bool:
-        return self.ledger.once(ledger.renew_lease, job_id, attempt, self.settings.lease_s)
+        return self.ledger.once(
+            ledger.renew_lease, job_id, attempt, self.settings.lease_s, lane="lease"
+        )
 
     def _check_lease(self, job: Job, running_s: float) -> None:
         """Renew the lease; stop the job if the lease may run out before the next check,
@@ -354,37 +355,8 @@ class LedgerWorker(LedgerHooks, Worker):
         super().fork_work_horse(job, queue)
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
-        _end_with_parent(self._parent_pid)
+        lease.end_with_parent(self._parent_pid)
         super().main_work_horse(job, queue)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _end_with_parent(parent: int) -> None:
-    """A work horse has its own process group, so it outlives a SIGKILLed main process;
-    nobody would renew its lease then, and the job would run on beside its rescue. So it
-    ends when its parent does: SIGKILL from the kernel (Linux's PR_SET_PDEATHSIG; no
-    thread in the horse), or elsewhere a thread that watches the parent."""
-    try:
-        if _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) == 0:
-            if os.getppid() != parent:  # the parent died before the request took
-                os._exit(1)
-            return
-    except (OSError, AttributeError):  # no prctl here
-        pass
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-@functools.cache
-def _libc() -> Any:
-    return ctypes.CDLL(None, use_errno=True)
 
 
 class SimpleLedgerWorker(LedgerHooks, SimpleWorker):

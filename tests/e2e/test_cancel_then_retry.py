@@ -20,10 +20,10 @@ def test_a_retry_right_after_a_cancel_never_overlaps_the_canceled_attempt(
     stack.worker("w1", simple=simple)
     stack.worker("w2", simple=simple)
     record = tmp_path / "beats"
-    r = stack.http.post("/jobs", json={"task": "beat", "args": {"seconds": 8, "path": str(record)}})
+    r = stack.http.post("/jobs", json={"task": "beat", "args": {"seconds": 5, "path": str(record)}})
     job_id = r.json()["id"]
     assert stack.wait(job_id, ("started",))["status"] == "started"
-    stack.wait(job_id, ("never",), timeout=2)  # let it run for 2 s
+    stack.wait(job_id, ("never",), timeout=1)  # let it run for 1 s (4 s left: past a check)
 
     assert stack.http.post(f"/jobs/{job_id}/cancel").json()["status"] == "canceled"
     retried = stack.http.post(f"/jobs/{job_id}/retry", timeout=30)
