@@ -464,6 +464,7 @@ def end_to_end(bench: Bench) -> None:
     from service import broker, registry
 
     n = bench.size["e2e_jobs"]
+    registry.load(["jobs.builtin"])
     task = registry.get("echo")
     for kind, ours, stock in (
         ("forking", ["jobsvc", "worker"], "rq.worker.Worker"),

@@ -75,7 +75,8 @@ class LedgerHooks:
         self._horse_status: int | None = None
         self._keeper: LeaseKeeper | None = None
         self._stopped_for: str | None = None  # why this worker stopped the running job
-        self._returned: tuple[str | None, Any] | None = None  # (execution id, return value)
+        self._running: JobRow | None = None  # the claimed row of the job running here
+        self._written = False  # its outcome is in the ledger already (a SimpleWorker's)
         self.push_exc_handler(self._remember_error)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------ RQ hooks
@@ -87,7 +88,7 @@ class LedgerHooks:
             return
         self._horse_status = None
         self._stopped_for = None
-        self._returned = None
+        self._running, self._written = claimed, False
         self._keeper = LeaseKeeper(
             functools.partial(self._renew_lease, claimed.id, claimed.attempt),
             self.settings.lease_s,
@@ -152,9 +153,16 @@ class LedgerHooks:
         return execution
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any) -> None:
+        # The job ran in this process (SimpleWorker): its outcome goes to the ledger before
+        # RQ's own bookkeeping, and is not read back from Redis. (In a work horse, the
+        # main process reads it from Redis when the horse has ended.)
+        if not self.is_horse and self._running is not None:  # type: ignore[attr-defined]
+            try:
+                self._record_success(self._running, job._result)
+                self._written = True
+            except Exception:  # read back and written after RQ's bookkeeping instead
+                log.exception("job %s: outcome not written yet", job.id)
         super().handle_job_success(job, queue, started_job_registry)  # type: ignore[misc]
-        # Seen by the main process when the job ran in it (SimpleWorker): no read back.
-        self._returned = (self._execution_id, job._result)
 
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
@@ -252,8 +260,7 @@ class LedgerHooks:
         return row
 
     def _record_outcome(self, job: Job, row: JobRow) -> None:
-        if self._returned is not None and self._returned[0] == self._execution_id:
-            self._record_success(row, self._returned[1])
+        if self._written:
             return
         try:
             result = job.latest_result()
