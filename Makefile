@@ -36,7 +36,7 @@ test: lint
 soak: install
 	$(BIN)/pytest -m soak
 
-# The benchmark suite (under 10 minutes; `make install` puts in wrk, its load generator).
+# The benchmark suite (about 11 minutes; `make install` puts in wrk and hey, its load generators).
 bench: install
 	$(BIN)/python bench/run.py
 

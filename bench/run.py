@@ -519,9 +519,10 @@ def _pct(values: list[float], pct: int) -> float:
 
 
 def fill_ledger(bench: Bench, rows: int) -> None:
-    """`rows` finished jobs of the bench client, spread over 30 days, then VACUUM ANALYZE:
-    the steady state of a table autovacuum has visited, not one it is busy with while the
-    scenarios after this run (a vacuum of a million fresh rows takes seconds of CPU)."""
+    """`rows` finished jobs of the bench client, spread over 30 days, then VACUUM ANALYZE
+    and a CHECKPOINT: the steady state of a table autovacuum has visited, with its pages
+    written out, not a server busy vacuuming a million fresh rows and flushing what that
+    dirtied while the scenarios after this run."""
     with bench.engine.begin() as conn:
         conn.execute(
             text(
@@ -535,7 +536,9 @@ def fill_ledger(bench: Bench, rows: int) -> None:
             {"n": rows},
         )
     with bench.engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE jobs"))
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(text("VACUUM ANALYZE jobs"))
+        conn.execute(text("CHECKPOINT"))  # a superuser's or pg_checkpoint's, as here
 
 
 def scale(bench: Bench, empty: dict[str, Load]) -> None:
