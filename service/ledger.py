@@ -151,6 +151,16 @@ async def events_after(conn: AsyncConnection, job_id: UUID, after_id: int) -> li
     return [EventRow.of(row) for row in found]
 
 
+async def watched(
+    conn: AsyncConnection, job_id: UUID, owner: str | None, after_id: int
+) -> tuple[JobRow, list[EventRow]]:
+    """The job and its events newer than `after_id`, as of one moment: a stream's read,
+    whose events must agree with the job's status (a transition committed between two
+    reads would otherwise show as an event beside the state before it)."""
+    async with sql.snapshot(conn):
+        return await get(conn, job_id, owner), await events_after(conn, job_id, after_id)
+
+
 async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
     counts = {str(status): 0 for status in Status}
     for row in await sql.fetch(conn, sql.query("count_by_status")):

@@ -135,6 +135,17 @@ async def transaction(conn: AsyncConnection) -> AsyncIterator[None]:
         yield
 
 
+@asynccontextmanager
+async def snapshot(conn: AsyncConnection) -> AsyncIterator[None]:
+    """The reads inside see the database as of one moment (a read-only REPEATABLE READ
+    transaction), for reads that must agree with each other."""
+    async with (
+        _driver(conn) as driver,
+        driver.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        yield
+
+
 # ---------------------------------------------------------------- psycopg (the rest)
 
 

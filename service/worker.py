@@ -7,10 +7,12 @@ All ledger writes happen in the worker's main process, around RQ's own `execute_
 2. let RQ run the job: in a forked work horse (`LedgerWorker`) or in-process
    (`SimpleLedgerWorker`), renewing the lease meanwhile and stopping the job if the lease
    cannot be kept (`service.lease`);
-3. read the outcome RQ stored for this execution and write it, fenced by the attempt.
+3. write the outcome, fenced by the attempt: a `SimpleLedgerWorker`'s success as soon as
+   the job returns, before RQ's own bookkeeping; otherwise what RQ stored for this
+   execution, read once the job has ended.
 
 So a work horse never touches the database for bookkeeping, a horse killed by a signal is
-recorded like any other failure, and the main process keeps one small pool for its life.
+recorded like any other failure, and the main process holds its connections for its life.
 Start with `jobsvc worker [--simple]`, or `rq worker -w service.worker.LedgerWorker
 -S rq.serializers.JSONSerializer`.
 """

@@ -87,8 +87,7 @@ async def _events(
                 return
             try:
                 async with brief_connection(request) as conn:
-                    job = await ledger.get(conn, job_id, owner)
-                    new = await ledger.events_after(conn, job_id, after)
+                    job, new = await ledger.watched(conn, job_id, owner, after)
             except errors.JobNotFound:
                 return  # deleted (retention) while watched
             for event in new:
