@@ -83,6 +83,11 @@ ASYNCPG_OUTAGES = (
 )
 
 
+# What a synchronous statement raises: SQLAlchemy's wrapped errors, or psycopg's own from a
+# worker's held connection (`ledger_writer`).
+SYNC_ERRORS = (DBAPIError, psycopg.Error)
+
+
 def transient(exc: BaseException) -> bool:
     """True if `exc` means the database is unreachable for now (retry later), not a bug:
     a lost or refused connection, or no pooled connection free in time."""

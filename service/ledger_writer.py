@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import Engine, make_url
-from sqlalchemy.exc import DBAPIError
 
 from service import db
 from service.settings import Settings
@@ -95,7 +94,7 @@ class LedgerWriter:
         while True:
             try:
                 return self.once(fn, *args)
-            except (DBAPIError, psycopg.Error) as exc:
+            except db.SYNC_ERRORS as exc:
                 if not db.transient(exc):
                     raise
                 if time.monotonic() + delay > deadline:

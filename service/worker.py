@@ -30,7 +30,6 @@ from types import TracebackType
 from typing import Any
 from uuid import UUID, uuid4
 
-import psycopg
 from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker
 from rq.executions import Execution
@@ -39,7 +38,6 @@ from rq.queue import Queue
 from rq.results import Result
 from rq.serializers import JSONSerializer
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 
 from service import broker, context, db, errors, lease, ledger, logs, metrics, outcomes, registry
 from service.lease import LeaseKeeper
@@ -282,7 +280,7 @@ class LedgerHooks:
     def _record_success(self, row: JobRow, value: Any) -> None:
         try:
             written = self.ledger.write(ledger.finish, row.id, row.attempt, value)
-        except (DBAPIError, psycopg.Error) as exc:  # e.g. a NUL in a string: JSONB refuses it
+        except db.SYNC_ERRORS as exc:  # e.g. a NUL in a string: JSONB refuses it
             reason = f"the result could not be stored in the ledger: {db.cause(exc)}"
             error = outcomes.error("result_invalid", reason, permanent=True)
             written = self.ledger.write(ledger.fail, row.id, row.attempt, error)
@@ -305,7 +303,7 @@ class LedgerHooks:
         for its lease to lapse. One try; the lease lapses on its own otherwise."""
         try:
             self.ledger.once(ledger.release_lease, row.id, row.attempt)
-        except (DBAPIError, psycopg.Error) as exc:
+        except db.SYNC_ERRORS as exc:
             log.info("job %s: lease not released (%s); it lapses on its own", row.id, exc)
 
     def _record_failure(self, row: JobRow, error: dict[str, Any]) -> JobRow | None:

@@ -94,14 +94,22 @@ async def key_problem(scope: Scope) -> str | None:
     live. The body gate asks before it reads a body, and leaves the client it found for
     the route (`current_client`)."""
     request = Request(scope)
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = bearer_key(request.headers.get("authorization", ""))
+    if key is None:
         return MISSING_KEY
-    client = await authenticated(request, key.strip())
+    client = await authenticated(request, key)
     if client is None:
         return INVALID_KEY
     request.state.client = client
     return None
+
+
+def bearer_key(authorization: str) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header's value; None for anything else."""
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return None
+    return key.strip()
 
 
 async def authenticated(request: Request, key: str) -> Client | None:

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import db, errors, ledger
 from service.api import handlers, job_routes
-from service.api.deps import DEV_CLIENT
+from service.api.deps import DEV_CLIENT, bearer_key
 from service.keys import Client, KeyCache
 from service.schemas import JobOut
 from service.settings import Settings
@@ -84,12 +84,8 @@ def _cached_client(
 ) -> Client | None:
     if settings.dev_mode:
         return DEV_CLIENT
-    if authorization is None:
-        return None
-    scheme, _, key = authorization.decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        return None
-    return cache.get(key.strip())
+    key = None if authorization is None else bearer_key(authorization.decode("latin-1"))
+    return None if key is None else cache.get(key)
 
 
 async def _send(send: Send, status: int, body: bytes, tag: str, media: bytes | None) -> None:
