@@ -33,14 +33,14 @@ async def rq_only(body: JobIn, request: Request) -> dict[str, Any]:
     args = task.validate(body.args)
     job_id = uuid4()
     await run_in_threadpool(
-        broker.enqueue,
-        request.app.state.redis,
-        task,
-        job_id=job_id,
-        queue_name=task.queue,
-        args=args,
-        timeout_s=task.timeout_s,
-        result_ttl_s=500,
+        broker.queue(task.queue, request.app.state.redis).enqueue_call,
+        func=task.func,
+        kwargs=args,
+        job_id=str(job_id),
+        timeout=task.timeout_s,
+        result_ttl=500,
+        failure_ttl=500,
+        description=task.name,
     )
     return {"id": str(job_id), "status": "queued"}
 

@@ -9,21 +9,20 @@ Every function returns `JobRow`s (or `EventRow`s), whichever driver read them. L
 with filters and cursors is `service.listing`.
 """
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import errors, sql
+from service import errors, jsontext, sql
 from service.rows import CallbackDue, EventRow, JobRow, JsonObject, NewJob
 from service.sql import SyncConnection
 from service.tables import TERMINAL, Status
 
 
 def _json(value: object) -> str:
-    return json.dumps(value)
+    return jsontext.dumps(value).decode()
 
 
 def storable(text: str, limit: int, *, ends: bool = False) -> str:

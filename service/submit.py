@@ -13,7 +13,6 @@ Recorded before enqueued, always (architecture.md, "Record before enqueue"): if 
 refuses, the row stays `queued` and the reconciler delivers it later.
 """
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -29,7 +28,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
-from service import broker, errors, keys, ledger, metrics, registry, sql
+from service import broker, errors, jsontext, keys, ledger, metrics, registry, sql
 from service.enqueued import EnqueuedMarks
 from service.rows import JobRow, NewJob
 from service.schemas import BatchIn, JobIn
@@ -141,7 +140,7 @@ def _within(name: str, value: float | None, cap: float) -> None:
 def _json_within(name: str, value: JsonValue, max_bytes: int, max_depth: int) -> None:
     if _depth(value) > max_depth:
         raise errors.OptionInvalid(f"{name} nest deeper than {max_depth} levels")
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    size = len(jsontext.dumps(value))
     if size > max_bytes:
         raise errors.OptionInvalid(
             f"{name} take {size} bytes as JSON, over the limit of {max_bytes}"
@@ -255,7 +254,7 @@ async def hand_over(
     for row in queued:
         marks.add(row.id, at)
     sent = {row.id for row in queued}
-    return [dataclasses.replace(row, enqueued_at=at) if row.id in sent else row for row in rows]
+    return [row.enqueued(at) if row.id in sent else row for row in rows]
 
 
 def enqueue(redis: Redis, rows: Sequence[JobRow], settings: Settings) -> list[JobRow]:

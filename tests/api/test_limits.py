@@ -70,6 +70,22 @@ async def test_json_limits(
     assert ledger_rows.count() == 0
 
 
+async def test_integers_past_64_bits_are_measured_and_kept(
+    client: httpx.AsyncClient, ledger_rows: Ledger
+) -> None:
+    big = 2**70 + 1  # the fast JSON writer refuses it; the standard library's takes over
+
+    kept = await client.post("/jobs", json={"task": "echo", "args": {"value": [big, -big]}})
+    over = await client.post("/jobs", json={"task": "echo", "args": {"value": [big] * 12_000}})
+
+    assert kept.status_code == 202, kept.text
+    assert kept.json()["args"] == {"value": [big, -big]}
+    assert (await client.get(f"/jobs/{kept.json()['id']}")).json()["args"]["value"][0] == big
+    assert over.status_code == 422
+    assert "over the limit of 262144" in over.json()["detail"]
+    assert ledger_rows.count() == 1
+
+
 async def test_absurdly_deep_json_is_a_clear_4xx(
     client: httpx.AsyncClient, ledger_rows: Ledger
 ) -> None:

@@ -170,12 +170,10 @@ def _deliver_again(
 ) -> None:
     """Put a second delivery of the job on its queue, as a redelivery race would."""
     task = registry.get(task_name)
-    broker.enqueue(
-        redis_conn,
-        task,
-        job_id=uuid.UUID(job_id),
-        queue_name="default",
-        args=args,
-        timeout_s=task.timeout_s,
-        result_ttl_s=settings.result_ttl_s,
+    broker.queue("default", redis_conn).enqueue_call(
+        func=task.func,
+        kwargs=args,
+        job_id=job_id,
+        timeout=task.timeout_s,
+        result_ttl=settings.result_ttl_s,
     )
