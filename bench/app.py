@@ -3,6 +3,7 @@ a hello-world endpoint, an endpoint that only enqueues to RQ (no ledger), and on
 hands the work to FastAPI's BackgroundTasks (no durability). Only `make bench` serves it:
 `uvicorn --factory bench.app:create_bench_app`."""
 
+import functools
 from typing import Any
 from uuid import uuid4
 
@@ -32,15 +33,18 @@ async def rq_only(body: JobIn, request: Request) -> dict[str, Any]:
     task = registry.get(body.task)
     args = task.validate(body.args)
     job_id = uuid4()
+    queue = broker.queue(task.queue, request.app.state.redis)
     await run_in_threadpool(
-        broker.queue(task.queue, request.app.state.redis).enqueue_call,
-        func=task.func,
-        kwargs=args,
-        job_id=str(job_id),
-        timeout=task.timeout_s,
-        result_ttl=500,
-        failure_ttl=500,
-        description=task.name,
+        functools.partial(
+            queue.enqueue_call,
+            func=task.func,
+            kwargs=args,
+            job_id=str(job_id),
+            timeout=task.timeout_s,
+            result_ttl=500,
+            failure_ttl=500,
+            description=task.name,
+        )
     )
     return {"id": str(job_id), "status": "queued"}
 
