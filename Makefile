@@ -11,6 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	command -v wrk >/dev/null || apt-get install -y -q wrk || echo "no wrk: make bench needs it"
 	command -v hey >/dev/null || apt-get install -y -q hey || echo "no hey: make bench needs it"
 	command -v chromium >/dev/null || apt-get install -y -q chromium || echo "no chromium: the browser tests will fail"
+	test -x /usr/sbin/pgbouncer || apt-get install -y -q pgbouncer || echo "no pgbouncer: its tests will fail"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,local]'

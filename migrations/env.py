@@ -8,6 +8,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from service import db
 from service.settings import get_settings
 from service.tables import metadata
 
@@ -33,7 +34,11 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(database_url(), poolclass=pool.NullPool)
+    engine = create_async_engine(
+        database_url(),
+        poolclass=pool.NullPool,
+        connect_args=db.asyncpg_args(get_settings(), "migrate"),
+    )
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)
     await engine.dispose()

@@ -1,6 +1,9 @@
 """Database engines: the API's pooled async engine (made in the lifespan), the synchronous
 processes' psycopg one, database creation, and which database errors are outages."""
 
+from typing import Any
+from uuid import uuid4
+
 import asyncpg
 import psycopg
 from sqlalchemy import Engine, create_engine, make_url, text
@@ -19,26 +22,53 @@ def create_api_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=False,
         pool_timeout=settings.db_connect_timeout_s,
-        connect_args={
-            "timeout": settings.db_connect_timeout_s,
-            "server_settings": {"application_name": "jobsvc-api"},
-        },
+        connect_args=asyncpg_args(settings, "api"),
     )
+
+
+def asyncpg_args(settings: Settings, role: str) -> dict[str, Any]:
+    """How an asyncpg connection under SQLAlchemy connects (the API, migrations). Behind a
+    pooler in transaction mode, asyncpg prepares each statement unnamed, in the round trip
+    that runs it, and SQLAlchemy's own statements get names no other connection uses."""
+    args: dict[str, Any] = {
+        "timeout": settings.db_connect_timeout_s,
+        "server_settings": {"application_name": f"jobsvc-{role}"},
+    }
+    if settings.db_transaction_pooling:
+        args |= {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unique_statement_name,
+        }
+    return args
+
+
+def _unique_statement_name() -> str:
+    return f"__jobsvc_{uuid4().hex}__"
+
+
+def psycopg_args(settings: Settings, role: str) -> dict[str, Any]:
+    """How a synchronous process connects with psycopg 3; `role` names it in
+    `pg_stat_activity` (`application_name` `jobsvc-<role>`). Behind a pooler in transaction
+    mode, no statement is prepared on the server (psycopg would after five runs)."""
+    args: dict[str, Any] = {
+        "connect_timeout": max(1, int(settings.db_connect_timeout_s)),
+        "application_name": f"jobsvc-{role}",
+    }
+    if settings.db_transaction_pooling:
+        args["prepare_threshold"] = None
+    return args
 
 
 def create_worker_engine(settings: Settings, role: str = "cli") -> Engine:
     """A small psycopg 3 pool for a synchronous process (the reconciler, the CLI, a
-    worker's tasks). `role` names the process in `pg_stat_activity` (`application_name`
-    `jobsvc-<role>`)."""
+    worker's tasks)."""
     return create_engine(
         settings.sync_database_url,
         pool_size=2,
         max_overflow=2,
         pool_pre_ping=True,
-        connect_args={
-            "connect_timeout": int(settings.db_connect_timeout_s),
-            "application_name": f"jobsvc-{role}",
-        },
+        connect_args=psycopg_args(settings, role),
     )
 
 

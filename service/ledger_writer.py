@@ -71,8 +71,7 @@ class LedgerWriter:
             conn = self._conns[lane] = psycopg.connect(
                 url.render_as_string(hide_password=False),
                 autocommit=True,
-                connect_timeout=max(1, int(self.settings.db_connect_timeout_s)),
-                application_name="jobsvc-worker",
+                **db.psycopg_args(self.settings, "worker"),
             )
         return conn
 

@@ -22,8 +22,13 @@ class Settings(BaseSettings):
     )
     listen_database_url: PostgresDsn | None = Field(
         default=None,
-        description="where each API process LISTENs for changes (default: DATABASE_URL)",
+        description="where each API process LISTENs for changes (default: DATABASE_URL); "
+        "PostgreSQL itself, not a pooler in transaction mode",
     )
+    # DATABASE_URL reaches PostgreSQL through a pooler in transaction mode (PgBouncer): each
+    # transaction may run on another server connection, so no statement is prepared by name
+    # and none is cached, and LISTEN goes to JOBS_LISTEN_DATABASE_URL (docs/scaling.md).
+    db_transaction_pooling: bool = False
     redis_url: RedisDsn = Field(
         default=RedisDsn(DEFAULT_REDIS_URL),
         validation_alias=AliasChoices("REDIS_URL", "JOBS_REDIS_URL"),
@@ -175,6 +180,17 @@ class Settings(BaseSettings):
     @property
     def rate_limit_on(self) -> bool:
         return (not self.dev_mode) if self.rate_limit is None else self.rate_limit
+
+    @property
+    def listen_url(self) -> str:
+        """Where the API LISTENs: a session of its own on PostgreSQL."""
+        if self.listen_database_url is None and self.db_transaction_pooling:
+            raise ValueError(
+                "JOBS_DB_TRANSACTION_POOLING is on: set JOBS_LISTEN_DATABASE_URL to reach "
+                "PostgreSQL directly (LISTEN needs a session that a pooler in transaction "
+                "mode does not keep)"
+            )
+        return str(self.listen_database_url or self.database_url)
 
     @property
     def sync_database_url(self) -> str:

@@ -32,8 +32,7 @@ KEYS_CHANNEL = "api_keys"
 
 class Watcher:
     def __init__(self, settings: Settings) -> None:
-        listen_url = settings.listen_database_url or settings.database_url
-        url = make_url(str(listen_url)).set(drivername="postgresql")
+        url = make_url(settings.listen_url).set(drivername="postgresql")
         self._dsn = url.render_as_string(hide_password=False)
         self._timeout = settings.db_connect_timeout_s
         # How often the quiet listening connection proves it still answers: notifications
