@@ -19,3 +19,17 @@ def test_bad_local_servers_mode_is_rejected(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("JOBS_LOCAL_SERVERS", "sometimes")
     with pytest.raises(ValueError, match="auto\\|always\\|never"):
         Settings()
+
+
+def test_transaction_pooling_asks_for_a_direct_listen_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u@bouncer:6432/ledger")
+    monkeypatch.setenv("JOBS_DB_TRANSACTION_POOLING", "true")
+    with pytest.raises(ValueError, match="set JOBS_LISTEN_DATABASE_URL"):
+        _ = Settings().listen_url
+    monkeypatch.setenv("JOBS_LISTEN_DATABASE_URL", "postgresql://u@db:5432/ledger")
+    assert Settings().listen_url == "postgresql://u@db:5432/ledger"
+    monkeypatch.delenv("JOBS_DB_TRANSACTION_POOLING")
+    monkeypatch.delenv("JOBS_LISTEN_DATABASE_URL")
+    assert Settings().listen_url == "postgresql+asyncpg://u@bouncer:6432/ledger"
