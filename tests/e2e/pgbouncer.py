@@ -30,7 +30,7 @@ class PgBouncer:
         (self.dir / "users.txt").write_text(f'"{self.user}" ""\n')
         (self.dir / "pgbouncer.ini").write_text(
             f"""[databases]
-{self.database} = host={url.host or "127.0.0.1"} port={url.port or 5432} dbname={self.database}
+* = host={url.host or "127.0.0.1"} port={url.port or 5432}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -44,7 +44,6 @@ default_pool_size = {pool_size}
 min_pool_size = 0
 reserve_pool_size = 0
 max_client_conn = 1000
-max_db_connections = {pool_size}
 server_lifetime = 3600
 logfile = {self.dir / "pgbouncer.log"}
 """

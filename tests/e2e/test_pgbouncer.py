@@ -12,11 +12,12 @@ import httpx
 import pytest
 from redis import Redis
 from rq.job import Job
+from sqlalchemy import create_engine, make_url, text
 
 from service.settings import Settings
 from tests.e2e.conftest import BIN, FAST, TEST_TASKS, Stack, wait_until
 from tests.e2e.pgbouncer import PgBouncer
-from tests.support import Ledger
+from tests.support import Ledger, create_fresh_database, drop_database
 
 pytestmark = pytest.mark.e2e
 
@@ -111,6 +112,29 @@ def test_a_job_s_whole_life_runs_through_pgbouncer(
         assert "prepared statement" not in stack.log(name), stack.log(name)
     assert len(_servers(bouncer)) <= POOL_SIZE
     assert ledger_rows.count("status = 'finished'") == 53
+
+
+def test_migrations_run_through_pgbouncer(settings: Settings, bouncer: PgBouncer) -> None:
+    name = f"{bouncer.database}_bounced"
+    direct = create_fresh_database(settings, name)
+    try:
+        env = {
+            **os.environ,
+            "DATABASE_URL": bouncer.url(direct),
+            "JOBS_DB_TRANSACTION_POOLING": "1",
+        }
+        for step in (["upgrade", "head"], ["downgrade", "base"], ["upgrade", "head"]):
+            done = subprocess.run(
+                [str(BIN / "alembic"), *step], env=env, capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+        engine = create_engine(make_url(direct).set(drivername="postgresql+psycopg"))
+        with engine.connect() as conn:
+            tables = set(conn.execute(text("SELECT tablename FROM pg_tables")).scalars())
+        engine.dispose()
+        assert {"jobs", "job_events", "api_keys", "alembic_version"} <= tables
+    finally:
+        drop_database(settings, name)
 
 
 def _servers(bouncer: PgBouncer) -> list[dict[str, str]]:
