@@ -167,6 +167,13 @@ async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
     return counts
 
 
+async def queue_backlog(conn: AsyncConnection) -> dict[str, tuple[int, float]]:
+    """Queue → (jobs waiting for a worker, seconds the oldest has waited), for the queues
+    that have any."""
+    found = await sql.fetch(conn, sql.query("queue_backlog"))
+    return {row["queue"]: (row["n"], max(0.0, row["oldest_s"])) for row in found}
+
+
 async def ping(conn: AsyncConnection) -> None:
     await sql.execute(conn, sql.query("ping"))
 

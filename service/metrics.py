@@ -4,8 +4,8 @@ Counters and histograms are kept by the process that sees the event: the API (HT
 submits), workers (started, finished, failed, retried; run time and queue wait) and the
 reconciler (passes, repairs, rescued jobs). With `PROMETHEUS_MULTIPROC_DIR` set to a
 directory all of them share (`jobsvc run` sets one up), `/metrics` adds them up across
-processes; without it, `/metrics` shows the API process's own. Queue depth and ledger rows by
-status are read when scraped.
+processes; without it, `/metrics` shows the API process's own. Queue depth, ledger rows by
+status and each queue's backlog (the autoscaling signals) are read when scraped.
 """
 
 import os
@@ -79,7 +79,8 @@ HTTP_SECONDS = Histogram(
 
 def exposition(current: dict[str, Any]) -> bytes:
     """The metrics text: counters (of every process, in multiprocess mode) and the gauges in
-    `current` (`queue_depth` by queue, `ledger_rows` by status), read just now."""
+    `current` (`queue_depth` by queue, `ledger_rows` by status, `backlog`: queue → jobs
+    waiting and the oldest one's wait in seconds), read just now."""
     now = CollectorRegistry()
     now.register(_Current(current))
     if multiprocess():
@@ -105,5 +106,20 @@ class _Current(Collector):
         )
         for status, n in sorted(self.current.get("ledger_rows", {}).items()):
             rows.add_metric([status], n)
+        backlog = GaugeMetricFamily(
+            "jobsvc_queue_backlog",
+            "Jobs due and waiting for a worker in each queue, by the ledger",
+            labels=["queue"],
+        )
+        oldest = GaugeMetricFamily(
+            "jobsvc_queue_oldest_age_seconds",
+            "How long the oldest job waiting in each queue has waited (0: none waits)",
+            labels=["queue"],
+        )
+        for queue, (n, age_s) in sorted(self.current.get("backlog", {}).items()):
+            backlog.add_metric([queue], n)
+            oldest.add_metric([queue], round(age_s, 3))
         yield depth
         yield rows
+        yield backlog
+        yield oldest

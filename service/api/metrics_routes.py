@@ -28,8 +28,9 @@ _READ_TIMEOUT_S = 3.0
     },
 )
 async def scrape(request: Request) -> Response:
-    """Counters and histograms of the API, workers and reconciler; queue depth and ledger
-    rows by status as of now (left out while Redis or PostgreSQL does not answer)."""
+    """Counters and histograms of the API, workers and reconciler; queue depth, ledger rows
+    by status and each queue's backlog as of now (left out while Redis or PostgreSQL does
+    not answer)."""
     current: dict[str, Any] = {}
     try:
         current["queue_depth"] = await asyncio.wait_for(
@@ -43,6 +44,8 @@ async def scrape(request: Request) -> Response:
             current["ledger_rows"] = await asyncio.wait_for(
                 ledger.count_by_status(conn), _READ_TIMEOUT_S
             )
+            backlog = await asyncio.wait_for(ledger.queue_backlog(conn), _READ_TIMEOUT_S)
+            current["backlog"] = {**dict.fromkeys(registry.queues(), (0, 0.0)), **backlog}
     except Exception as exc:  # as above
         log.warning("metrics: ledger counts unavailable (%s)", type(exc).__name__)
     body = await run_in_threadpool(metrics.exposition, current)

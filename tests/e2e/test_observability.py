@@ -68,6 +68,33 @@ def test_queue_depth_counts_jobs_no_worker_took(stack: Stack) -> None:
     assert m['jobsvc_ledger_jobs{status="queued"}'] == 4
 
 
+def test_each_queue_s_backlog_and_its_oldest_wait(stack: Stack) -> None:
+    """The autoscaling signals, from the ledger: a queue's waiting jobs and how long the
+    oldest has waited, for every queue (0 where none waits)."""
+    first = stack.submit("echo", value=1)
+    for _ in range(2):
+        stack.submit("echo", value=2)
+    stack.submit("send_email", to=["a@example.com"], subject="s", text="b")
+    wait_until(
+        lambda: (
+            _samples(stack.http.get("/metrics").text)[
+                'jobsvc_queue_oldest_age_seconds{queue="default"}'
+            ]
+            >= 1.0
+        ),
+        timeout=5,
+        what="the oldest job's wait to pass a second",
+    )
+    assert stack.http.post(f"/jobs/{first}/cancel").status_code == 200
+
+    m = _samples(stack.http.get("/metrics").text)
+    assert m['jobsvc_queue_backlog{queue="default"}'] == 2
+    assert m['jobsvc_queue_backlog{queue="email"}'] == 1
+    assert m['jobsvc_queue_backlog{queue="reports"}'] == 0
+    assert m['jobsvc_queue_oldest_age_seconds{queue="reports"}'] == 0
+    assert 1.0 <= m['jobsvc_queue_oldest_age_seconds{queue="email"}'] < 60
+
+
 def test_log_lines_are_json_with_the_job_they_are_about(stack: Stack) -> None:
     job_id = stack.submit("fail", message="boom")
     stack.worker("w", simple=True)
