@@ -59,7 +59,14 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    envvar="JOBS_API_WORKERS",
+    help="uvicorn processes (each with its own LISTEN connection and pool)",
+)
 def api(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API (uvicorn, the app from service.main:create_app)."""
     import uvicorn

@@ -86,6 +86,14 @@ class Stack:
         self.wait_for_log(name, "ready")
         return proc
 
+    def cli(self, *args: str) -> str:
+        """Run `jobsvc <args>` with this stack's settings; its output."""
+        done = subprocess.run(
+            [str(BIN / "jobsvc"), *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout.strip()
+
     def kill(self, name: str) -> None:
         """SIGKILL a process and its children (a work horse has its own process group)."""
         proc = self.procs.pop(name)

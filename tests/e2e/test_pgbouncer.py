@@ -48,14 +48,6 @@ def pooled(make_stack: Callable[..., Stack], bouncer: PgBouncer) -> Stack:
     )
 
 
-def _cli(stack: Stack, *args: str) -> str:
-    done = subprocess.run(
-        [str(BIN / "jobsvc"), *args], env=stack.env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout.strip()
-
-
 def test_a_job_s_whole_life_runs_through_pgbouncer(
     pooled: Stack, bouncer: PgBouncer, redis_conn: Redis, ledger_rows: Ledger
 ) -> None:
@@ -96,10 +88,10 @@ def test_a_job_s_whole_life_runs_through_pgbouncer(
     assert stack.wait(long)["status"] == "canceled"
 
     # Keys made and revoked through PgBouncer; the API hears of the revocation.
-    key = _cli(stack, "keys", "create", "through-bouncer")
+    key = stack.cli("keys", "create", "through-bouncer")
     headers = {"Authorization": f"Bearer {key}"}
     assert stack.http.get("/tasks", headers=headers).status_code == 200
-    _cli(stack, "keys", "revoke", "through-bouncer")
+    stack.cli("keys", "revoke", "through-bouncer")
     wait_until(
         lambda: stack.http.get("/tasks", headers=headers).status_code == 401,
         timeout=5,
