@@ -9,6 +9,8 @@ Every function returns `JobRow`s (or `EventRow`s), whichever driver read them. L
 with filters and cursors is `service.listing`.
 """
 
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
@@ -19,6 +21,8 @@ from service import errors, jsontext, sql
 from service.rows import CallbackDue, EventRow, JobRow, JsonObject, NewJob
 from service.sql import SyncConnection
 from service.tables import TERMINAL, Status
+
+HOST = socket.gethostname()  # a worker's host, in its claims' events
 
 
 def _json(value: object) -> str:
@@ -190,7 +194,9 @@ def claim(
     conn: SyncConnection, job_id: UUID, worker: str, lease_s: int, token: str = ""
 ) -> JobRow | None:
     """Start the job if it may start (architecture.md, "The row is the lock"), holding a
-    lease of `lease_s`, for the delivery named `token`; None: skip it."""
+    lease of `lease_s`, for the delivery named `token`; None: skip it. Its `started` event
+    names the worker's host and process (`detail.host`, `detail.pid`), whatever the
+    worker's name."""
     return _one(
         conn,
         "claim",
@@ -198,7 +204,7 @@ def claim(
         worker=worker,
         lease_s=lease_s,
         token=token,
-        detail=_by("worker"),
+        detail=_by("worker", host=HOST, pid=os.getpid()),
     )
 
 
