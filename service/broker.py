@@ -14,8 +14,10 @@ from uuid import UUID
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.connection import parse_url
 from redis.exceptions import RedisError
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 from redis.typing import EncodableT, FieldT
 from rq import Queue
 from rq.command import send_stop_job_command
@@ -35,21 +37,39 @@ SERIALIZER = JSONSerializer
 
 
 def connect(settings: Settings, *, ride_out_s: float = 0) -> Redis:
-    """A client of `REDIS_URL`. A command whose connection fails is tried once more at
-    once, on a fresh connection (one left from before a Redis restart is dead), and then
-    given up: the API does not wait for Redis, the reconciler redelivers. `ride_out_s`:
-    keep trying for about that long instead (a worker rides out a Redis restart or
-    failover mid-job this way)."""
+    """A client of `REDIS_URL`, or of the master that `REDIS_SENTINELS` name. A command
+    whose connection fails is tried once more at once, on a fresh connection (one left
+    from before a Redis restart is dead), and then given up: the API does not wait for
+    Redis, the reconciler redelivers. `ride_out_s`: keep trying for about that long
+    instead (a worker rides out a Redis restart or failover mid-job this way)."""
     retry = Retry(NoBackoff(), retries=1)
     if ride_out_s > 0:  # backoff 0.1, 0.2, 0.4, 0.8, then 1 s a try
         retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=int(ride_out_s) + 2)
-    return Redis.from_url(
-        str(settings.redis_url),
+    options: dict[str, Any] = {
+        "socket_connect_timeout": settings.redis_connect_timeout_s,
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "health_check_interval": 30,
+        "retry": retry,
+    }
+    if not settings.redis_sentinels:
+        return Redis.from_url(str(settings.redis_url), **options)
+    # Behind Sentinel, each new connection asks the sentinels where the master is, and a
+    # connection to a master that was demoted (or is gone) fails and is made again: the
+    # retry above then reaches the promoted replica.
+    url = parse_url(str(settings.redis_url))  # type: ignore[no-untyped-call]
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        settings.sentinels,
         socket_connect_timeout=settings.redis_connect_timeout_s,
         socket_timeout=settings.redis_socket_timeout_s,
-        health_check_interval=30,
-        retry=retry,
     )
+    master: Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
+        settings.redis_sentinel_master,
+        db=url.get("db", 0),
+        username=url.get("username"),
+        password=url.get("password"),
+        **options,
+    )
+    return master
 
 
 def queue_depths(connection: Redis, names: Sequence[str]) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from typing import Any
 
 from redis import Redis
+from redis.connection import parse_url
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -19,7 +20,7 @@ def build(settings: Settings) -> Any:
         settings.dashboard_password.get_secret_value() if settings.dashboard_password else None
     )
     app = make_flask_app(None, settings.dashboard_username, password, "")
-    app.config["RQ_DASHBOARD_REDIS_URL"] = str(settings.redis_url)
+    app.config["RQ_DASHBOARD_REDIS_URL"] = redis_url(settings)
     app.config["RQ_DASHBOARD_DISABLE_DELETE"] = True
     app.config["DEPRECATED_OPTIONS"] = []
     web.config.serializer = JSONSerializer
@@ -37,6 +38,17 @@ def build(settings: Settings) -> Any:
         return None
 
     return app
+
+
+def redis_url(settings: Settings) -> str:
+    """REDIS_URL, or behind Sentinel the URL rq-dashboard reads sentinels from
+    (`redis+sentinel://[:password@]host:port,…/master/db`)."""
+    if not settings.redis_sentinels:
+        return str(settings.redis_url)
+    url = parse_url(str(settings.redis_url))  # type: ignore[no-untyped-call]
+    secret = f":{url['password']}@" if url.get("password") else ""
+    hosts = ",".join(settings.redis_sentinels)
+    return f"redis+sentinel://{secret}{hosts}/{settings.redis_sentinel_master}/{url.get('db', 0)}"
 
 
 class JsonJob(Job):

@@ -206,7 +206,8 @@ class Started:
 def ensure(settings: Settings, database: str = "jobsvc") -> Started:
     """Start local servers where `JOBS_LOCAL_SERVERS` and reachability call for them.
 
-    `auto`: only for a URL left at its default whose server does not answer;
+    `auto`: only for a URL left at its default whose server does not answer (and no
+    Redis Sentinel named);
     `always`: both, whatever answers; `never`: none.
     """
     started = Started(env={}, servers=[])
@@ -224,7 +225,8 @@ def ensure(settings: Settings, database: str = "jobsvc") -> Started:
         log.info(
             "using project-local PostgreSQL on 127.0.0.1:%d (data in %s)", pg.port, pg.data_dir
         )
-    if always or ("redis_url" not in url_set and not port_open("127.0.0.1", 6379)):
+    redis_default = "redis_url" not in url_set and not settings.redis_sentinels
+    if always or (redis_default and not port_open("127.0.0.1", 6379)):
         rd = LocalRedis(settings.data_dir.resolve() / "redis", settings.local_redis_port)
         if not port_open("127.0.0.1", rd.port):
             rd.start()

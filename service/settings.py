@@ -33,6 +33,16 @@ class Settings(BaseSettings):
         default=RedisDsn(DEFAULT_REDIS_URL),
         validation_alias=AliasChoices("REDIS_URL", "JOBS_REDIS_URL"),
     )
+    # Redis behind Sentinel: `host:port` of each sentinel, comma-separated. The master's
+    # address is asked of them, and asked again after a failover; REDIS_URL then gives
+    # only the database number and the password (docs/scaling.md).
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(
+        default=[], validation_alias=AliasChoices("REDIS_SENTINELS", "JOBS_REDIS_SENTINELS")
+    )
+    redis_sentinel_master: str = Field(
+        default="mymaster",
+        validation_alias=AliasChoices("REDIS_SENTINEL_MASTER", "JOBS_REDIS_SENTINEL_MASTER"),
+    )
 
     # The API's database pool, per process. Overflow connections are opened and closed per
     # burst, which costs a busy API dearly, so by default every connection is kept.
@@ -170,7 +180,9 @@ class Settings(BaseSettings):
         default=True, description="false: /metrics takes an API key, like the other routes"
     )
 
-    @field_validator("task_modules", "cors_origins", "trusted_hosts", mode="before")
+    @field_validator(
+        "task_modules", "cors_origins", "trusted_hosts", "redis_sentinels", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -180,6 +192,22 @@ class Settings(BaseSettings):
     @property
     def rate_limit_on(self) -> bool:
         return (not self.dev_mode) if self.rate_limit is None else self.rate_limit
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for sentinel in value:
+            host, _, port = sentinel.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"REDIS_SENTINELS: {sentinel!r} is not host:port")
+        return value
+
+    @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        """Each sentinel's (host, port)."""
+        return [
+            (h.strip("[]"), int(p)) for h, _, p in (s.rpartition(":") for s in self.redis_sentinels)
+        ]
 
     @property
     def listen_url(self) -> str:

@@ -1,7 +1,7 @@
 """Two reconcilers and six workers (three hosts' worth, by name) over one ledger: after
-Redis loses 5,000 queued jobs and a worker is SIGKILLed mid-job, every job is repaired
-once — redelivered once, rescued once — however the two reconcilers' passes interleave,
-and every claim names the worker's host and process."""
+Redis loses 5,000 queued jobs (1,000 in `make test`) and a worker is SIGKILLed mid-job,
+every job is repaired once — redelivered once, rescued once — however the two
+reconcilers' passes interleave, and every claim names the worker's host and process."""
 
 import re
 import socket
@@ -16,7 +16,6 @@ from tests.support import Ledger
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault, pytest.mark.slow]
 
-JOBS = 5000
 WORKERS = [f"host{host}-{i}" for host in "ABC" for i in (1, 2)]
 
 
@@ -29,13 +28,17 @@ def _events(engine: Engine, where: str) -> dict[str, int]:
     return {job_id: n for job_id, n in found}
 
 
+@pytest.mark.parametrize(
+    "jobs", [1000, pytest.param(5000, marks=pytest.mark.soak)], ids=["short", "full"]
+)
 def test_repairs_happen_once_with_two_reconcilers(
     make_stack: Callable[..., Stack],
     redis_conn: Redis,
     sql_engine: Engine,
     ledger_rows: Ledger,
+    jobs: int,
 ) -> None:
-    stack = make_stack(**FAST)
+    stack = make_stack(**FAST, JOBS_RECONCILE_BATCH="100")  # many steps to share
 
     # A job whose worker dies under it: its lease runs out, a reconciler rescues it.
     orphan = stack.http.post(
@@ -46,35 +49,36 @@ def test_repairs_happen_once_with_two_reconcilers(
     assert stack.wait(orphan, ("started",))["status"] == "started"
     stack.kill("doomed")
 
-    # 5,000 jobs recorded, then lost from Redis before any worker saw them.
+    # The jobs recorded, then lost from Redis before any worker saw them.
     ids = []
-    for _ in range(JOBS // 1000):
+    for _ in range(jobs // 1000):
         r = stack.http.post("/jobs/batch", json={"jobs": [{"task": "echo"}] * 1000})
         assert r.status_code == 202, r.text
         ids += [job["id"] for job in r.json()["jobs"]]
-    redis_conn.flushdb()
-
     stack.reconciler("reconciler-1")
     stack.reconciler("reconciler-2")
+    redis_conn.flushdb()
     for name in WORKERS:
         stack.worker(name, simple=True)
     wait_until(
-        lambda: ledger_rows.count("status IN ('finished', 'failed', 'canceled')") == JOBS + 1,
+        lambda: ledger_rows.count("status IN ('finished', 'failed', 'canceled')") == jobs + 1,
         timeout=180,
-        what=f"{JOBS + 1} jobs final",
+        what=f"{jobs + 1} jobs final",
     )
-    assert ledger_rows.count("status = 'finished'") == JOBS + 1
+    assert ledger_rows.count("status = 'finished'") == jobs + 1
 
     redelivered = _events(sql_engine, "detail->>'action' = 'redelivered'")
     rescued = _events(sql_engine, "detail->'error'->>'type' = 'lost'")
-    assert set(redelivered) >= set(ids)  # every lost job came back...
-    assert max(redelivered.values()) == 1  # ...once
+    # Every lost job came back (the orphan too, if it was rescued before the flush)...
+    assert set(redelivered) >= set(ids)
+    twice = {job_id: n for job_id, n in redelivered.items() if n > 1}
+    assert not twice  # ...once
     assert rescued == {orphan: 1}
     by_each = [
         sum(int(n) for n in re.findall(r"redelivered=(\d+)", stack.log(name)))
         for name in ("reconciler-1", "reconciler-2")
     ]
-    assert sum(by_each) == JOBS
+    assert sum(by_each) == len(redelivered), (by_each, len(redelivered))
     assert min(by_each) > 0, by_each  # both took part
     assert stack.job(orphan)["attempt"] == 2
 
@@ -85,7 +89,7 @@ def test_repairs_happen_once_with_two_reconcilers(
                 " WHERE status = 'started'"
             )
         ).all()
-    assert len(claims) == JOBS + 2  # the orphan twice
+    assert len(claims) == jobs + 2  # the orphan twice
     assert {worker for worker, _, _ in claims} <= {*WORKERS, "doomed"}
     assert {host for _, host, _ in claims} == {socket.gethostname()}
     assert len({pid for _, _, pid in claims}) == len({worker for worker, _, _ in claims})

@@ -78,7 +78,7 @@ def test_each_queue_s_backlog_and_its_oldest_wait(stack: Stack) -> None:
     wait_until(
         lambda: (
             _samples(stack.http.get("/metrics").text)[
-                'jobsvc_queue_oldest_age_seconds{queue="default"}'
+                'jobsvc_queue_oldest_age_seconds{queue="email"}'  # the one submitted last
             ]
             >= 1.0
         ),
@@ -93,6 +93,7 @@ def test_each_queue_s_backlog_and_its_oldest_wait(stack: Stack) -> None:
     assert m['jobsvc_queue_backlog{queue="reports"}'] == 0
     assert m['jobsvc_queue_oldest_age_seconds{queue="reports"}'] == 0
     assert 1.0 <= m['jobsvc_queue_oldest_age_seconds{queue="email"}'] < 60
+    assert m['jobsvc_queue_oldest_age_seconds{queue="default"}'] >= 1.0
 
 
 def test_log_lines_are_json_with_the_job_they_are_about(stack: Stack) -> None:

@@ -84,7 +84,7 @@ def test_a_job_s_whole_life_runs_through_pgbouncer(
     # Canceled while it runs.
     long = stack.submit("sleep", seconds=30)
     assert stack.wait(long, ("started",))["status"] == "started"
-    assert stack.http.post(f"/jobs/{long}/cancel").status_code == 202  # stopping it
+    assert stack.http.post(f"/jobs/{long}/cancel").status_code in (200, 202)  # by its worker
     assert stack.wait(long)["status"] == "canceled"
 
     # Keys made and revoked through PgBouncer; the API hears of the revocation.

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import Stack, children
+from tests.e2e.conftest import Stack, children, wait_until
 from tests.faults.conftest import Private
 from tests.support import Ledger
 
@@ -61,6 +61,7 @@ def test_a_work_horse_ends_with_its_main_process(world: tuple[Stack, Ledger, Pri
     main = stack.worker("w1")
     job_id = stack.submit("sleep", seconds=30)
     assert stack.wait(job_id, ("started",))["status"] == "started"
+    wait_until(lambda: bool(children(main.pid)), 10, "the work horse")  # forked after the claim
     [horse] = children(main.pid)
 
     main.kill()

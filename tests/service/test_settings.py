@@ -1,7 +1,10 @@
 """Settings read from the environment."""
 
+import re
+
 import pytest
 
+from service import dashboard
 from service.settings import Settings
 
 
@@ -33,3 +36,17 @@ def test_transaction_pooling_asks_for_a_direct_listen_url(
     monkeypatch.delenv("JOBS_DB_TRANSACTION_POOLING")
     monkeypatch.delenv("JOBS_LISTEN_DATABASE_URL")
     assert Settings().listen_url == "postgresql+asyncpg://u@bouncer:6432/ledger"
+
+
+def test_sentinels_are_host_port_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_SENTINELS", "10.0.0.5:26379, sentinel-b:26380,[::1]:26381")
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", "jobsvc")
+    monkeypatch.setenv("REDIS_URL", "redis://:s3cret@unused/3")
+    settings = Settings()
+    assert settings.sentinels == [("10.0.0.5", 26379), ("sentinel-b", 26380), ("::1", 26381)]
+    assert dashboard.redis_url(settings) == (
+        "redis+sentinel://:s3cret@10.0.0.5:26379,sentinel-b:26380,[::1]:26381/jobsvc/3"
+    )
+    monkeypatch.setenv("REDIS_SENTINELS", "10.0.0.5")
+    with pytest.raises(ValueError, match=re.escape("'10.0.0.5' is not host:port")):
+        Settings()
