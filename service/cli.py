@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from service import broker, client_cli, db, errors, keys, logs, registry
+from service import broker, client_cli, db, errors, keys, logs, registry, tracing
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("jobsvc")
@@ -102,6 +102,7 @@ def worker(queues: tuple[str, ...], burst: bool, simple: bool, name: str | None)
     _setup_logging(settings)
     _require_database(settings)
     _require_redis(settings)
+    tracing.setup("jobsvc-worker")
     registry.load(settings.task_modules)
     names = list(queues) or registry.queues()
     cls = SimpleLedgerWorker if simple else LedgerWorker

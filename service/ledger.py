@@ -79,6 +79,7 @@ def _insert_params(batch: list[NewJob], actor: str) -> dict[str, object]:
         "idempotency_key": [job.idempotency_key for job in batch],
         "request_hash": [job.request_hash for job in batch],
         "callback_url": [job.callback_url for job in batch],
+        "trace_context": [job.trace_context for job in batch],
         "detail": _by(actor),
     }
 
@@ -355,4 +356,4 @@ def callbacks_due(conn: SyncConnection, limit: int) -> list[CallbackDue]:
     """Final jobs whose callback is not yet submitted for this finish; each is marked as
     submitted (the caller submits the deliveries before committing)."""
     found = sql.rows(conn, sql.query("callbacks_due"), limit=limit)
-    return [CallbackDue(row["id"], row["finished_at"]) for row in found]
+    return [CallbackDue(row["id"], row["finished_at"], row["trace_context"]) for row in found]

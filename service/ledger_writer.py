@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import psycopg
 from sqlalchemy import Engine, make_url
 
-from service import db
+from service import db, tracing
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ class LedgerWriter:
         delay = 0.1
         while True:
             try:
-                return self.once(fn, *args)
+                with tracing.statement(fn.__name__):
+                    return self.once(fn, *args)
             except db.SYNC_ERRORS as exc:
                 if not db.transient(exc):
                     raise

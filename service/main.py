@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 
-from service import broker, db, keys, logs, registry
+from service import broker, db, keys, logs, registry, tracing
 from service.api import (
     deps,
     fast_poll,
@@ -65,6 +65,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logs.setup(settings.log_level, settings.log_format)
+    tracing.setup("jobsvc-api")
     registry.load(settings.task_modules)
     docs = settings.public_docs
     app = FastAPI(
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_routes.router)
     app.openapi = lambda: openapi.document(app, settings)  # type: ignore[method-assign]
     _install_middleware(app, settings)
+    tracing.instrument_app(app)
     return app
 
 

@@ -24,6 +24,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 
+from service.rows import JobRow
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -75,6 +77,14 @@ HTTP_SECONDS = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
 )
+
+
+def started(row: JobRow) -> None:
+    """A claimed attempt: counted, and how long it waited (enqueued, or due, → claimed)."""
+    STARTED.labels(row.task).inc()
+    since = row.enqueued_at or row.created_at
+    waited = ((row.started_at or since) - since).total_seconds()
+    QUEUE_WAIT_SECONDS.labels(row.task).observe(max(0.0, waited))
 
 
 def exposition(current: dict[str, Any]) -> bytes:

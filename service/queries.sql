@@ -15,18 +15,18 @@
 -- job may start is decided by the database's clock: `run_at`, or now + `delay_s`; a start
 -- in the future waits as `scheduled`.
 INSERT INTO jobs (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta,
-                  run_at, idempotency_key, request_hash, callback_url, status)
+                  run_at, idempotency_key, request_hash, callback_url, trace_context, status)
 SELECT j.id, j.task, j.queue, j.args, j.timeout_s, j.max_attempts, j.backoff_s, j.owner,
        j.meta, CASE WHEN s.start > now() THEN s.start END, j.idempotency_key,
-       j.request_hash, j.callback_url,
+       j.request_hash, j.callback_url, j.trace_context,
        CASE WHEN s.start > now() THEN 'scheduled' ELSE 'queued' END
 FROM unnest(%(id)s::uuid[], %(task)s::text[], %(queue)s::text[], %(args)s::jsonb[],
             %(timeout_s)s::int[], %(max_attempts)s::int[], %(backoff_s)s::float8[],
             %(owner)s::text[], %(meta)s::jsonb[], %(run_at)s::timestamptz[],
             %(delay_s)s::float8[], %(idempotency_key)s::text[], %(request_hash)s::text[],
-            %(callback_url)s::text[])
+            %(callback_url)s::text[], %(trace_context)s::text[])
        AS j (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta, run_at,
-             delay_s, idempotency_key, request_hash, callback_url)
+             delay_s, idempotency_key, request_hash, callback_url, trace_context)
 CROSS JOIN LATERAL
   (SELECT coalesce(j.run_at, now() + j.delay_s * interval '1 second') AS start) AS s
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -242,7 +242,7 @@ WHERE id IN (
   WHERE callback_url IS NOT NULL AND status IN ('finished', 'failed', 'canceled')
     AND callback_for IS DISTINCT FROM finished_at
   ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-RETURNING id, finished_at
+RETURNING id, finished_at, trace_context
 
 -- name: authenticate
 SELECT name, admin FROM api_keys WHERE key_hash = %(key_hash)s AND revoked_at IS NULL

@@ -148,6 +148,7 @@ class Reconciler:
                 idempotency_key=f"callback-{due.job_id}-{due.finished_at.isoformat()}",
                 max_attempts=self.settings.callback_attempts,
                 backoff_s=self.settings.callback_backoff_s,
+                trace_context=due.trace_context,  # the delivery is part of the job's trace
             )
             for due in ledger.callbacks_due(conn, self.settings.reconcile_batch)
         ]

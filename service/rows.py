@@ -59,6 +59,7 @@ class JobRow(_FromRecord):
     updated_at: datetime
     callback_url: str | None
     callback_for: datetime | None
+    trace_context: str | None
 
     def enqueued(self, at: datetime) -> "JobRow":
         """This row as the ledger will show it once it records `enqueued_at` (a copy of
@@ -100,9 +101,11 @@ class NewJob:
     idempotency_key: str | None = None
     request_hash: str | None = None
     callback_url: str | None = None
+    trace_context: str | None = None  # the W3C traceparent its worker's spans continue
 
 
 @dataclass(frozen=True)
 class CallbackDue:
     job_id: UUID
     finished_at: datetime
+    trace_context: str | None

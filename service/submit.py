@@ -28,7 +28,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
-from service import broker, errors, jsontext, keys, ledger, metrics, registry, sql
+from service import broker, errors, jsontext, keys, ledger, metrics, registry, sql, tracing
 from service.enqueued import EnqueuedMarks
 from service.rows import JobRow, NewJob
 from service.schemas import BatchIn, JobIn
@@ -77,6 +77,7 @@ def prepare(spec: JobIn, settings: Settings, owner: str, key: str | None) -> New
         idempotency_key=key,
         request_hash=_fingerprint(spec) if key else None,
         callback_url=callback_url,
+        trace_context=tracing.traceparent(),
     )
 
 
@@ -107,6 +108,7 @@ def system_job(
     idempotency_key: str | None = None,
     max_attempts: int | None = None,
     backoff_s: float | None = None,
+    trace_context: str | None = None,
 ) -> NewJob:
     """A job the service submits itself (as the client `system`): the task's own policy,
     no client caps."""
@@ -122,6 +124,7 @@ def system_job(
         owner=owner,
         meta={"by": "reconciler"} if owner == keys.SYSTEM_CLIENT else {},
         idempotency_key=idempotency_key,
+        trace_context=trace_context,
     )
 
 

@@ -73,6 +73,7 @@ jobs = Table(
     _ts("lease_expires_at"),
     Column("worker", Text),
     Column("claim_token", Text),  # which delivery claimed the running attempt
+    Column("trace_context", Text),  # the submitting request's W3C traceparent
     _ts("checked_at"),
     _ts("created_at", nullable=False, server_default=func.now()),
     _ts("enqueued_at"),

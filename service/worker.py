@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 from uuid import UUID, uuid4
@@ -45,6 +46,7 @@ from service.ledger_writer import LedgerWriter
 from service.rows import JobRow
 from service.settings import Settings, get_settings
 from service.tables import Status
+from service.tracing import flush_spans, job_run
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ class LedgerHooks:
     # ------------------------------------------------------------ RQ hooks
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        claim_began = datetime.now(UTC)
         claimed = self._claim(job)
         if claimed is None:
             self._skip(job, queue)
@@ -103,12 +106,11 @@ class LedgerHooks:
             write=self.ledger.write,
         )
         fields = {"job_id": str(claimed.id), "task": claimed.task, "attempt": claimed.attempt}
-        with logs.job_fields(**fields, worker=self.name):  # type: ignore[attr-defined]
-            metrics.STARTED.labels(claimed.task).inc()
-            since = claimed.enqueued_at or claimed.created_at
-            metrics.QUEUE_WAIT_SECONDS.labels(claimed.task).observe(
-                max(0.0, ((claimed.started_at or since) - since).total_seconds())
-            )
+        with (
+            logs.job_fields(**fields, worker=self.name),  # type: ignore[attr-defined]
+            job_run(claimed, claim_began),
+        ):
+            metrics.started(claimed)
             started = time.perf_counter()
             with context.entered(ctx), self._keeping_lease(job):
                 super().execute_job(job, queue)  # type: ignore[misc]
@@ -193,6 +195,7 @@ class LedgerHooks:
         finally:
             if self.is_horse:  # type: ignore[attr-defined]
                 self.ledger.dispose()  # connections the task opened close cleanly
+                flush_spans()  # the horse ends with os._exit
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         # The horse starts with empty pools; the parent's connections stay the parent's.
@@ -291,11 +294,8 @@ class LedgerHooks:
             _OUTCOMES[Status(written.status)].labels(row.task).inc()
             log.info("job %s %s", row.id, written.status)
         else:
-            log.info(
-                "job %s attempt %d: outcome not recorded (the row moved on, or the ledger is away)",
-                row.id,
-                row.attempt,
-            )
+            why = "the row moved on, or the ledger is away"
+            log.info("job %s attempt %d: outcome not recorded (%s)", row.id, row.attempt, why)
             self._release(row)
 
     def _release(self, row: JobRow) -> None:
