@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from service.localservers import free_port, port_open, redis_server_binary
 
@@ -18,8 +19,10 @@ MASTER_NAME = "jobsvc"
 class RedisWithSentinels:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="jobsvc-sentinel-"))
-        self.master_port, self.replica_port = free_port(), free_port()
-        self.sentinel_ports = [free_port() for _ in range(3)]
+        ports: set[int] = set()
+        while len(ports) < 5:  # five distinct ones
+            ports.add(free_port())
+        self.master_port, self.replica_port, *self.sentinel_ports = sorted(ports)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
@@ -59,7 +62,7 @@ class RedisWithSentinels:
             )
             self._run(f"sentinel{i}", port, str(conf), "--sentinel")
         # ready when the replica is in sync and every sentinel knows the other two
-        self.wait(lambda: self._replicated() and self._sentinels_know_each_other(), 30)
+        self.wait(lambda: self._replicated() and self._sentinels_know_each_other(), 60)
 
     def _replicated(self) -> bool:
         info = Redis(port=self.replica_port).info("replication")
@@ -81,17 +84,25 @@ class RedisWithSentinels:
         self.procs["master"].kill()
         self.procs["master"].wait()
 
-    @staticmethod
-    def wait(condition: Callable[[], bool], timeout: float) -> None:
+    def wait(self, condition: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             try:
                 if condition():
                     return
-            except OSError:
+            except (OSError, RedisError):
                 pass
-            assert time.monotonic() < deadline, "Redis and its sentinels did not settle"
+            assert time.monotonic() < deadline, f"Redis and its sentinels did not settle: {self}"
             time.sleep(0.2)
+
+    def __str__(self) -> str:
+        """What each server is doing (for a failure's message)."""
+        logs = {
+            path.name: path.read_text(errors="replace")[-1500:]
+            for path in sorted(self.dir.glob("*.log"))
+        }
+        alive = {name: proc.poll() is None for name, proc in self.procs.items()}
+        return f"alive {alive}; logs {logs}"
 
     def stop(self) -> None:
         for proc in self.procs.values():

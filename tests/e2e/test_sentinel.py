@@ -77,7 +77,7 @@ def test_a_master_killed_mid_stream_loses_no_job(
     redis_ha.kill_master()
     submitter.join(120)
     assert not submitter.is_alive()
-    RedisWithSentinels.wait(lambda: redis_ha.master() == redis_ha.replica_port, 30)
+    redis_ha.wait(lambda: redis_ha.master() == redis_ha.replica_port, 30)
     assert old_master == redis_ha.master_port
 
     assert set(answers) == {202}, sorted(set(answers))
