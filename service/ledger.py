@@ -165,18 +165,18 @@ async def watched(
         return await get(conn, job_id, owner), await events_after(conn, job_id, after_id)
 
 
-async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
-    counts = {str(status): 0 for status in Status}
-    for row in await sql.fetch(conn, sql.query("count_by_status")):
-        counts[row["status"]] = row["n"]
-    return counts
-
-
-async def queue_backlog(conn: AsyncConnection) -> dict[str, tuple[int, float]]:
-    """Queue → (jobs waiting for a worker, seconds the oldest has waited), for the queues
-    that have any."""
-    found = await sql.fetch(conn, sql.query("queue_backlog"))
-    return {row["queue"]: (row["n"], max(0.0, row["oldest_s"])) for row in found}
+async def census(
+    conn: AsyncConnection,
+) -> tuple[dict[str, int], dict[str, tuple[int, float]]]:
+    """Jobs by status (every status, 0 where none), and by queue the jobs waiting for a
+    worker with the seconds the oldest has waited (the queues that have any)."""
+    by_status = {str(status): 0 for status in Status}
+    backlog: dict[str, tuple[int, float]] = {}
+    for row in await sql.fetch(conn, sql.query("census")):
+        by_status[row["status"]] += row["n"]
+        if row["status"] == Status.QUEUED:
+            backlog[row["queue"]] = (row["n"], max(0.0, row["oldest_s"]))
+    return by_status, backlog
 
 
 async def ping(conn: AsyncConnection) -> None:

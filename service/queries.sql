@@ -81,16 +81,14 @@ RETURNING *
 -- name: events_after
 SELECT * FROM job_events WHERE job_id = %(job_id)s AND id > %(after)s ORDER BY id
 
--- name: count_by_status
-SELECT status, count(*) AS n FROM jobs GROUP BY status
-
--- name: queue_backlog
--- Autoscaling signals, per queue: the jobs due and waiting for a worker, and how long the
--- oldest of them has waited (since it was submitted, or since it fell due: a scheduled
--- job or a retry). Reads the queued rows through their partial index.
-SELECT queue, count(*) AS n,
+-- name: census
+-- Rows by status and queue, read at each /metrics scrape in one pass: the counts by
+-- status, and the autoscaling signals (the queued rows: jobs due and waiting for a
+-- worker, and how long the oldest has waited, since it was submitted or since it fell
+-- due, for a scheduled job or a retry).
+SELECT status, queue, count(*) AS n,
        extract(epoch FROM now() - min(coalesce(run_at, created_at)))::float8 AS oldest_s
-FROM jobs WHERE status = 'queued' GROUP BY queue
+FROM jobs GROUP BY status, queue
 
 -- name: ping
 SELECT 1

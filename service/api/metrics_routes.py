@@ -41,10 +41,8 @@ async def scrape(request: Request) -> Response:
         log.warning("metrics: queue depth unavailable (%s)", type(exc).__name__)
     try:
         async with brief_connection(request) as conn:
-            current["ledger_rows"] = await asyncio.wait_for(
-                ledger.count_by_status(conn), _READ_TIMEOUT_S
-            )
-            backlog = await asyncio.wait_for(ledger.queue_backlog(conn), _READ_TIMEOUT_S)
+            by_status, backlog = await asyncio.wait_for(ledger.census(conn), _READ_TIMEOUT_S)
+            current["ledger_rows"] = by_status
             current["backlog"] = {**dict.fromkeys(registry.queues(), (0, 0.0)), **backlog}
     except Exception as exc:  # as above
         log.warning("metrics: ledger counts unavailable (%s)", type(exc).__name__)
