@@ -26,7 +26,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import now, utcformat
 
-from service import registry
+from service import errors, registry
 from service.rows import JobRow
 from service.settings import Settings
 
@@ -150,6 +150,24 @@ class QueueView:
 
     head: str | None  # the id a worker pops next; None: the queue is empty
     popped: frozenset[str]  # ids a worker moved to the intermediate list, not yet started
+
+
+def enqueue_known(redis: Redis, rows: Sequence[JobRow], result_ttl_s: int) -> list[JobRow]:
+    """Enqueue the rows whose task this process knows (raises RedisError if Redis
+    refuses); returns those."""
+    known = [row for row in rows if _task_known(row.task)]
+    if known:
+        enqueue_rows(redis, known, result_ttl_s)
+    return known
+
+
+def _task_known(name: str) -> bool:
+    try:
+        registry.get(name)
+    except errors.TaskUnknown as exc:
+        log.error("cannot enqueue: %s (check JOBS_TASK_MODULES)", exc)
+        return False
+    return True
 
 
 def queue_views(connection: Redis, names: Iterable[str]) -> dict[str, QueueView]:

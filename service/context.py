@@ -77,6 +77,15 @@ def upload_path(upload_id: UUID) -> Path:
     return storage.uploads_dir(ctx.settings.artifacts_dir, ctx.owner) / str(upload_id)
 
 
+def parents() -> list[dict[str, object]]:
+    """The jobs the running job waited for (its depends_on; for a batch's on_complete job,
+    every job of the batch), in that order: each one's id, task, status, result and
+    error. Empty for a job that waited for none."""
+    ctx = current()
+    with ctx.engine().connect() as conn:
+        return ledger.parents(conn, ctx.job_id)
+
+
 def task_stats(since: datetime, until: datetime) -> list[dict[str, object]]:
     """Per task, for the running job's owner's jobs created in [since, until): counts by
     status, success rate and run-time percentiles (`ledger.STATS_COLUMNS`)."""

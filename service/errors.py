@@ -75,6 +75,20 @@ class IdempotencyKeyReused(JobServiceError):
         )
 
 
+class ParentsUnknown(JobServiceError):
+    def __init__(self, job_ids: Sequence[UUID]) -> None:
+        listed = ", ".join(map(str, job_ids))
+        super().__init__(f"depends_on names jobs that do not exist or are not yours: {listed}")
+
+
+class SubmittedConcurrently(JobServiceError):
+    def __init__(self) -> None:
+        super().__init__(
+            "the same idempotency key was submitted by another request at the same moment; "
+            "nothing was recorded by this one: send it again to get that request's jobs"
+        )
+
+
 class CursorInvalid(JobServiceError):
     def __init__(self) -> None:
         super().__init__("cursor is not one this service issued; pass next_cursor unchanged")

@@ -80,6 +80,10 @@ def _insert_params(batch: list[NewJob], actor: str) -> dict[str, object]:
         "request_hash": [job.request_hash for job in batch],
         "callback_url": [job.callback_url for job in batch],
         "trace_context": [job.trace_context for job in batch],
+        "depends_on": [",".join(map(str, job.depends_on)) or None for job in batch],
+        "pending_parents": [job.pending_parents for job in batch],
+        "on_parent_failure": [job.on_parent_failure for job in batch],
+        "error": [None if job.error is None else _json(job.error) for job in batch],
         "detail": _by(actor),
     }
 
@@ -98,6 +102,25 @@ def insert_jobs_sync(conn: SyncConnection, batch: list[NewJob], actor: str) -> l
 async def by_idempotency_keys(conn: AsyncConnection, owner: str, keys: list[str]) -> list[JobRow]:
     """The owner's jobs submitted with these idempotency keys."""
     return _jobs(await sql.fetch(conn, sql.query("by_idempotency_keys"), owner=owner, keys=keys))
+
+
+async def lock_parents(conn: AsyncConnection, owner: str, ids: Sequence[UUID]) -> dict[UUID, str]:
+    """The owner's jobs among `ids`, marked as parents and locked until the transaction
+    ends: each one's status (ids that are not the owner's jobs are left out)."""
+    found = await sql.fetch(conn, sql.query("lock_parents"), ids=list(ids), owner=owner)
+    return {row["id"]: row["status"] for row in found}
+
+
+async def first_jobs(
+    conn: AsyncConnection, jobs: Sequence[NewJob]
+) -> dict[tuple[str, str], JobRow]:
+    """The recorded jobs of these jobs' idempotency keys, by (owner, key)."""
+    firsts: dict[tuple[str, str], JobRow] = {}
+    for owner in {job.owner for job in jobs if job.idempotency_key}:
+        keys_ = [job.idempotency_key or "" for job in jobs if job.owner == owner]
+        for row in await by_idempotency_keys(conn, owner, keys_):
+            firsts[(owner, row.idempotency_key or "")] = row
+    return firsts
 
 
 async def mark_enqueued(conn: AsyncConnection, job_ids: list[UUID], at: list[datetime]) -> None:
@@ -272,6 +295,21 @@ def progress(
 
 
 # ---------------------------------------------------------------- what tasks read and change
+
+
+def released_children(conn: SyncConnection, parents: Sequence[UUID]) -> list[JobRow]:
+    """Children that the end of `parents` released, not yet handed to RQ."""
+    return _many(conn, "released_children", parents=list(parents))
+
+
+async def released_children_async(conn: AsyncConnection, parents: Sequence[UUID]) -> list[JobRow]:
+    """`released_children`, for the API (a cancel releases a `run` child)."""
+    return _jobs(await sql.fetch(conn, sql.query("released_children"), parents=list(parents)))
+
+
+def parents(conn: SyncConnection, job_id: UUID) -> list[dict[str, object]]:
+    """The job's parents (id, task, status, result, error), in its depends_on's order."""
+    return [dict(row) for row in sql.rows(conn, sql.query("parents"), id=job_id)]
 
 
 def job(conn: SyncConnection, job_id: UUID) -> JobRow | None:

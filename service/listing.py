@@ -24,6 +24,7 @@ class ListFilter:
     status: Status | None = None
     task: str | None = None
     queue: str | None = None
+    parent: UUID | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
 
@@ -34,6 +35,7 @@ LIST_FILTERS = {
     "status": "status = %(status)s",
     "task": "task = %(task)s",
     "queue": "queue = %(queue)s",
+    "parent": "depends_on @> ARRAY[%(parent)s::uuid] AND depends_on IS NOT NULL",
     "created_after": "created_at > %(created_after)s",
     "created_before": "created_at < %(created_before)s",
     "cursor": "(created_at, id) < (%(cursor_at)s, %(cursor_id)s)",

@@ -13,24 +13,57 @@
 -- reconciler: prepared once, one round trip). A job whose owner already used its
 -- idempotency key is left out; the unique index decides, not a check-then-insert. When a
 -- job may start is decided by the database's clock: `run_at`, or now + `delay_s`; a start
--- in the future waits as `scheduled`.
+-- in the future waits as `scheduled`. A job with parents still running waits as `waiting`
+-- (`depends_on`, comma-separated ids); one whose parent failed already, under the policy
+-- `cancel`, is recorded canceled with the `error` given.
 INSERT INTO jobs (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta,
-                  run_at, idempotency_key, request_hash, callback_url, trace_context, status)
+                  run_at, idempotency_key, request_hash, callback_url, trace_context,
+                  depends_on, pending_parents, on_parent_failure, error, finished_at, status)
 SELECT j.id, j.task, j.queue, j.args, j.timeout_s, j.max_attempts, j.backoff_s, j.owner,
        j.meta, CASE WHEN s.start > now() THEN s.start END, j.idempotency_key,
        j.request_hash, j.callback_url, j.trace_context,
-       CASE WHEN s.start > now() THEN 'scheduled' ELSE 'queued' END
+       string_to_array(j.depends_on, ',')::uuid[], j.pending_parents, j.on_parent_failure,
+       j.error, CASE WHEN j.error IS NOT NULL THEN now() END,
+       CASE WHEN j.error IS NOT NULL THEN 'canceled'
+            WHEN j.pending_parents > 0 THEN 'waiting'
+            WHEN s.start > now() THEN 'scheduled' ELSE 'queued' END
 FROM unnest(%(id)s::uuid[], %(task)s::text[], %(queue)s::text[], %(args)s::jsonb[],
             %(timeout_s)s::int[], %(max_attempts)s::int[], %(backoff_s)s::float8[],
             %(owner)s::text[], %(meta)s::jsonb[], %(run_at)s::timestamptz[],
             %(delay_s)s::float8[], %(idempotency_key)s::text[], %(request_hash)s::text[],
-            %(callback_url)s::text[], %(trace_context)s::text[])
+            %(callback_url)s::text[], %(trace_context)s::text[], %(depends_on)s::text[],
+            %(pending_parents)s::int[], %(on_parent_failure)s::text[], %(error)s::jsonb[])
        AS j (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta, run_at,
-             delay_s, idempotency_key, request_hash, callback_url, trace_context)
+             delay_s, idempotency_key, request_hash, callback_url, trace_context, depends_on,
+             pending_parents, on_parent_failure, error)
 CROSS JOIN LATERAL
   (SELECT coalesce(j.run_at, now() + j.delay_s * interval '1 second') AS start) AS s
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *
+
+-- name: lock_parents
+-- The owner's jobs that new jobs will depend on, marked as parents and locked (in id order)
+-- until the children are recorded: a parent that ends meanwhile either ends first, and
+-- its status here is final, or waits for the children's commit and its trigger releases
+-- them (architecture.md, "Dependencies"). Ids that are not the owner's are left out.
+UPDATE jobs SET has_children = true
+WHERE id IN (SELECT id FROM jobs WHERE id = ANY(%(ids)s::uuid[]) AND owner = %(owner)s
+             ORDER BY id FOR UPDATE)
+RETURNING id, status
+
+-- name: released_children
+-- Children that the end of these jobs released and that wait to be handed to RQ.
+SELECT * FROM jobs
+WHERE depends_on && %(parents)s::uuid[] AND depends_on IS NOT NULL
+  AND status = 'queued' AND enqueued_at IS NULL
+
+-- name: parents
+-- A job's parents as its task sees them, in the order of its depends_on.
+SELECT p.id, p.task, p.status, p.result, p.error
+FROM jobs c CROSS JOIN unnest(c.depends_on) WITH ORDINALITY AS d (id, n)
+JOIN jobs p ON p.id = d.id
+WHERE c.id = %(id)s
+ORDER BY d.n
 
 -- name: by_idempotency_keys
 SELECT * FROM jobs WHERE owner = %(owner)s AND idempotency_key = ANY(%(keys)s::text[])
@@ -161,6 +194,7 @@ SELECT * FROM jobs WHERE id = %(id)s
 -- Per task, for one owner's jobs created in [since, until): counts by status and run-time
 -- percentiles (seconds) of the finished ones.
 SELECT task, count(*) AS total,
+       count(*) FILTER (WHERE status = 'waiting') AS waiting,
        count(*) FILTER (WHERE status = 'queued') AS queued,
        count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
        count(*) FILTER (WHERE status = 'started') AS started,

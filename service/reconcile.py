@@ -31,6 +31,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from service import broker, db, ledger, metrics, registry, submit
+from service.dependencies import ends_a_parent
 from service.redelivery import DeliveryCheck
 from service.rows import JobRow
 from service.settings import Settings
@@ -117,6 +118,8 @@ class Reconciler:
             metrics.RESCUED.labels(row.task).inc()
         repairs.requeued_lost += len(again)
         repairs.failed_lost += len(rows) - len(again)
+        if parents := [row.id for row in rows if ends_a_parent(row)]:  # their children too
+            again += ledger.released_children(conn, parents)
         return again
 
     def _release_due(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
@@ -172,7 +175,7 @@ class Reconciler:
 
     def _enqueue(self, rows: Sequence[JobRow]) -> list[JobRow]:
         """Enqueue the rows whose task this process knows; returns those."""
-        return submit.enqueue(self.redis, rows, self.settings) if rows else []
+        return broker.enqueue_known(self.redis, rows, self.settings.result_ttl_s) if rows else []
 
 
 def serve(settings: Settings, interval_s: float, once: bool, ready: Callable[[], None]) -> None:

@@ -60,6 +60,10 @@ class JobRow(_FromRecord):
     callback_url: str | None
     callback_for: datetime | None
     trace_context: str | None
+    depends_on: list[UUID] | None
+    pending_parents: int
+    on_parent_failure: str | None
+    has_children: bool
 
     def enqueued(self, at: datetime) -> "JobRow":
         """This row as the ledger will show it once it records `enqueued_at` (a copy of
@@ -102,6 +106,12 @@ class NewJob:
     request_hash: str | None = None
     callback_url: str | None = None
     trace_context: str | None = None  # the W3C traceparent its worker's spans continue
+    depends_on: tuple[UUID, ...] = ()  # the jobs it waits for
+    on_parent_failure: str | None = None  # `cancel` or `run`, with depends_on
+    # set when it is recorded, from its parents' statuses: how many are not final yet, and
+    # the error it is canceled with at once if one failed and its policy is `cancel`
+    pending_parents: int = 0
+    error: JsonObject | None = None
 
 
 @dataclass(frozen=True)

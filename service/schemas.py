@@ -1,7 +1,7 @@
 """The API's request and response bodies (separate from the table definitions)."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -54,6 +54,21 @@ class JobIn(BaseModel):
         default=None,
         description="POSTed the final job, signed (X-Jobs-Signature), when the job ends",
     )
+    depends_on: list[str] | None = Field(
+        default=None,
+        max_length=1000,
+        description="job ids (yours) this job waits for, up to JOBS_MAX_DEPENDS_ON; in a "
+        "batch also the `ref` of another job of the batch. It waits as `waiting` until every "
+        "one is final",
+        examples=[["5f0c1a9e-3b1d-4f7e-9a53-2d8f0e6b7c41"]],
+    )
+    on_parent_failure: Literal["cancel", "run"] | None = Field(
+        default=None,
+        description="with depends_on: when a parent fails or is canceled, `cancel` this job "
+        "(the default; error type dependency_failed) or `run` it anyway once every parent "
+        "is final (a clean-up)",
+        examples=["run"],
+    )
 
     @field_validator("callback_url")
     @classmethod
@@ -66,9 +81,11 @@ class JobIn(BaseModel):
     def _one_start_time(self) -> "JobIn":
         if self.delay_s is not None and self.run_at is not None:
             raise ValueError("give delay_s or run_at, not both")
+        if self.on_parent_failure is not None and not self.depends_on:
+            raise ValueError("on_parent_failure is a policy for depends_on: give both")
         return self
 
-    @field_validator("task", "queue", "args", "meta")
+    @field_validator("task", "queue", "args", "meta", "depends_on")
     @classmethod
     def _storable(cls, value: JsonValue) -> JsonValue:
         if _unstorable(value):
@@ -101,12 +118,38 @@ class BatchJobIn(JobIn):
     idempotency_key: str | None = Field(
         default=None, min_length=1, max_length=200, description="as the Idempotency-Key header"
     )
+    ref: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="a name for this job within the batch, for other jobs' depends_on (not a "
+        "job id; unique in the batch)",
+        examples=["resize"],
+    )
 
 
 class BatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     jobs: list[BatchJobIn] = Field(min_length=1, max_length=1000)
+    on_complete: JobIn | None = Field(
+        default=None,
+        description="one more job, run once every job of the batch is final whatever its "
+        "outcome (policy `run`); its task reads their ids and statuses as its parents",
+        examples=[
+            {
+                "task": "send_email",
+                "args": {"to": ["ops@example.com"], "subject": "thumbnails done", "text": "."},
+            }
+        ],
+    )
+
+    @field_validator("on_complete")
+    @classmethod
+    def _waits_for_the_batch(cls, value: JobIn | None) -> JobIn | None:
+        if value is not None and (value.depends_on or value.on_parent_failure):
+            raise ValueError("on_complete depends on every job of the batch: no depends_on")
+        return value
 
 
 class ErrorOut(BaseModel):
@@ -142,6 +185,9 @@ class JobOut(BaseModel):
     updated_at: datetime
     run_at: datetime | None
     callback_url: str | None = None
+    depends_on: list[UUID] | None = Field(default=None, description="the jobs it waits for")
+    pending_parents: int = Field(default=0, description="of those, how many are not final yet")
+    on_parent_failure: str | None = None
 
 
 class CanceledOut(JobOut):
@@ -150,6 +196,10 @@ class CanceledOut(JobOut):
 
 class BatchOut(BaseModel):
     jobs: list[JobOut] = Field(description="in the order submitted")
+    refs: dict[str, UUID] = Field(
+        default_factory=dict, description="each `ref` of the batch and its job's id"
+    )
+    on_complete: JobOut | None = None
 
 
 class JobPage(BaseModel):

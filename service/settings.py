@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     max_args_bytes: int = Field(default=256 * 1024, ge=16)
     max_meta_bytes: int = Field(default=16 * 1024, ge=16)
     max_json_depth: int = Field(default=32, ge=2)
+    max_depends_on: int = Field(
+        default=100, ge=1, le=1000, description="the parents one job may name in depends_on"
+    )
 
     # Per-client token bucket on POST /jobs; on unless JOBS_DEV_MODE, when not set.
     rate_limit: bool | None = None

@@ -4,22 +4,26 @@
    fingerprint for its idempotency key) or `system_job` (the service's own, or the
    benchmark's) makes a `rows.NewJob`;
 2. `record_group` (single submits, written together by `service.group_commit`),
-   `record_batch` (a batch request, all or nothing) or `record_sync` (the reconciler, the
+   `record_batch` (a batch request, all or nothing; jobs with parents through
+   `service.dependencies`) or `record_sync` (the reconciler, the
    benchmark) commits it; a repeated idempotency key gives back the first job, or
    IdempotencyKeyReused if the request differs;
-3. `hand_over` (the API) or `enqueue` (the reconciler) puts committed `queued` rows on RQ.
+3. `hand_over` (the API) or `broker.enqueue_known` (the reconciler, a worker's released
+   children) puts committed `queued` rows on RQ.
 
 Recorded before enqueued, always (architecture.md, "Record before enqueue"): if Redis
 refuses, the row stays `queued` and the reconciler delivers it later.
 """
 
+import dataclasses
 import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from pydantic import JsonValue
 from redis import Redis
@@ -28,7 +32,18 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
-from service import broker, errors, jsontext, keys, ledger, metrics, registry, sql, tracing
+from service import (
+    broker,
+    dependencies,
+    errors,
+    jsontext,
+    keys,
+    ledger,
+    metrics,
+    registry,
+    sql,
+    tracing,
+)
 from service.enqueued import EnqueuedMarks
 from service.rows import JobRow, NewJob
 from service.schemas import BatchIn, JobIn
@@ -40,8 +55,17 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------- prepare
 
 
-def prepare(spec: JobIn, settings: Settings, owner: str, key: str | None) -> NewJob:
-    """A client's job, after every check that needs the registry or the settings."""
+def prepare(
+    spec: JobIn,
+    settings: Settings,
+    owner: str,
+    key: str | None,
+    refs: Mapping[str, UUID] | None = None,
+    job_id: UUID | None = None,
+) -> NewJob:
+    """A client's job, after every check that needs the registry or the settings. In a
+    batch, `refs` gives the ids of the batch's jobs by their `ref` (and `job_id` this
+    job's, if it has one)."""
     task = registry.submittable(spec.task)
     _json_within("args", spec.args, settings.max_args_bytes, settings.max_json_depth)
     _json_within("meta", spec.meta, settings.max_meta_bytes, settings.max_json_depth)
@@ -62,8 +86,9 @@ def prepare(spec: JobIn, settings: Settings, owner: str, key: str | None) -> New
             "callback_url cannot be used here: the server has no JOBS_CALLBACK_SECRET to sign "
             "callbacks with"
         )
+    parents = dependencies.parent_ids(spec.depends_on or [], refs, settings.max_depends_on)
     return NewJob(
-        id=uuid4(),
+        id=job_id or uuid4(),
         task=task.name,
         queue=queue_name,
         args=args,
@@ -78,11 +103,22 @@ def prepare(spec: JobIn, settings: Settings, owner: str, key: str | None) -> New
         request_hash=_fingerprint(spec) if key else None,
         callback_url=callback_url,
         trace_context=tracing.traceparent(),
+        depends_on=parents,
+        on_parent_failure=(spec.on_parent_failure or "cancel") if parents else None,
     )
 
 
-def prepare_batch(batch: BatchIn, settings: Settings, owner: str) -> list[NewJob]:
-    """Every job of the batch checked; BatchInvalid lists each refused one by index."""
+@dataclass(frozen=True)
+class PreparedBatch:
+    jobs: list[NewJob]  # in the request's order
+    refs: dict[str, UUID]  # each ref's job (its id until recorded: see `record_batch`)
+    on_complete: NewJob | None  # waits for every job of the batch
+
+
+def prepare_batch(batch: BatchIn, settings: Settings, owner: str) -> PreparedBatch:
+    """Every job of the batch checked; BatchInvalid lists each refused one by index. Refs
+    name jobs of the batch, and their dependencies may not form a cycle."""
+    refs = dependencies.refs(batch)
     new, refused = [], []
     seen: set[str] = set()
     for index, item in enumerate(batch.jobs):
@@ -92,12 +128,23 @@ def prepare_batch(batch: BatchIn, settings: Settings, owner: str) -> list[NewJob
                 raise errors.OptionInvalid(f"idempotency key {key!r} repeats within the batch")
             if key is not None:
                 seen.add(key)
-            new.append(prepare(item, settings, owner, key))
+            job_id = refs[item.ref] if item.ref is not None else None
+            new.append(prepare(item, settings, owner, key, refs, job_id))
         except errors.JobServiceError as exc:
             refused.append({"index": index, "detail": exc.detail})
     if refused:
         raise errors.BatchInvalid(refused)
-    return new
+    dependencies.refuse_cycles(new)
+    on_complete = None
+    if batch.on_complete is not None:
+        try:
+            final = prepare(batch.on_complete, settings, owner, None)
+        except errors.JobServiceError as exc:
+            raise errors.BatchInvalid([{"on_complete": True, "detail": exc.detail}]) from None
+        on_complete = dataclasses.replace(
+            final, depends_on=tuple(job.id for job in new), on_parent_failure="run"
+        )
+    return PreparedBatch(new, refs, on_complete)
 
 
 def system_job(
@@ -128,9 +175,17 @@ def system_job(
     )
 
 
+# Fields added to JobIn after keys were first fingerprinted count only when given, so a
+# request repeated across an upgrade keeps its fingerprint.
+_ADDED_FIELDS = ("depends_on", "on_parent_failure", "ref")
+
+
 def _fingerprint(spec: JobIn) -> str:
     """The request, minus its idempotency key: a repeated key must come with the same."""
     request = spec.model_dump(mode="json", exclude={"idempotency_key"})
+    for name in _ADDED_FIELDS:
+        if request.get(name) is None:
+            request.pop(name, None)
     canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -166,8 +221,11 @@ async def record_batch(
 ) -> tuple[list[JobRow], list[JobRow]]:
     """Commit jobs all or nothing (a refused idempotency key undoes the whole batch);
     returns every job's row in the batch's order, and the rows that are new."""
-    answers = await _record(conn, batch, all_or_nothing=True)
-    pairs = [a for a in answers if not isinstance(a, Exception)]  # a refusal was raised
+    if any(job.depends_on for job in batch):
+        pairs = await dependencies.record(conn, batch)
+    else:
+        answers = await _record(conn, batch, all_or_nothing=True)
+        pairs = [a for a in answers if not isinstance(a, Exception)]  # a refusal was raised
     return [row for row, _ in pairs], [row for row, new in pairs if new]
 
 
@@ -211,12 +269,7 @@ async def _answers(
     """Each job's row and whether it is new: its own, or the first job of its owner's
     idempotency key (IdempotencyKeyReused if that one was a different request)."""
     by_id = {row.id: row for row in created}
-    repeated = [job for job in jobs if job.id not in by_id]
-    firsts: dict[tuple[str, str], JobRow] = {}
-    for owner in {job.owner for job in repeated}:
-        keys_ = [job.idempotency_key or "" for job in repeated if job.owner == owner]
-        for row in await ledger.by_idempotency_keys(conn, owner, keys_):
-            firsts[(owner, row.idempotency_key or "")] = row
+    firsts = await ledger.first_jobs(conn, [job for job in jobs if job.id not in by_id])
     answers: list[tuple[JobRow, bool] | errors.IdempotencyKeyReused] = []
     for job in jobs:
         if job.id in by_id:
@@ -258,21 +311,3 @@ async def hand_over(
         marks.add(row.id, at)
     sent = {row.id for row in queued}
     return [row.enqueued(at) if row.id in sent else row for row in rows]
-
-
-def enqueue(redis: Redis, rows: Sequence[JobRow], settings: Settings) -> list[JobRow]:
-    """Enqueue the rows whose task this process knows (raises RedisError if Redis
-    refuses); returns those."""
-    known = [row for row in rows if _task_known(row.task)]
-    if known:
-        broker.enqueue_rows(redis, known, settings.result_ttl_s)
-    return known
-
-
-def _task_known(name: str) -> bool:
-    try:
-        registry.get(name)
-    except errors.TaskUnknown as exc:
-        log.error("cannot enqueue: %s (check JOBS_TASK_MODULES)", exc)
-        return False
-    return True

@@ -19,10 +19,11 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 
 class Status(StrEnum):
+    WAITING = "waiting"  # for its parents (depends_on) to end
     QUEUED = "queued"
     SCHEDULED = "scheduled"
     STARTED = "started"
@@ -83,6 +84,12 @@ jobs = Table(
     # completion callback: where to POST the final job, and the finish it was sent for
     Column("callback_url", Text),
     _ts("callback_for"),
+    # dependencies: the jobs this one waits for, how many are not final yet, what a failed
+    # one does to it (`cancel` or `run`), and whether any job waits for this one
+    Column("depends_on", ARRAY(UUID(as_uuid=True))),
+    Column("pending_parents", Integer, nullable=False, server_default=text("0")),
+    Column("on_parent_failure", Text),
+    Column("has_children", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint(f"status IN ({_statuses})", name="status"),
     CheckConstraint("attempt >= 0", name="attempt"),
     CheckConstraint("max_attempts >= 1", name="max_attempts"),
@@ -124,6 +131,13 @@ Index(
         "callback_url IS NOT NULL AND status IN ('finished', 'failed', 'canceled')"
         " AND callback_for IS DISTINCT FROM finished_at"
     ),
+)
+# A parent's children (the dependency trigger, `GET /jobs?parent=`).
+Index(
+    "ix_jobs_depends_on",
+    jobs.c.depends_on,
+    postgresql_using="gin",
+    postgresql_where=text("depends_on IS NOT NULL"),
 )
 # One job per client and idempotency key; the index, not a check-then-insert, decides.
 Index(

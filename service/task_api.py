@@ -17,6 +17,7 @@ List the module in JOBS_TASK_MODULES; the API, workers and reconciler load it by
 from service.context import (
     JobContext,
     current,
+    parents,
     report_progress,
     save_artifact,
     task_stats,
@@ -35,6 +36,7 @@ __all__ = [
     "TaskArgs",
     "WebhookRefused",
     "current",
+    "parents",
     "post",
     "public_address",
     "report_progress",

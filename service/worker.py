@@ -9,7 +9,7 @@ All ledger writes happen in the worker's main process, around RQ's own `execute_
    cannot be kept (`service.lease`);
 3. write the outcome, fenced by the attempt: a `SimpleLedgerWorker`'s success as soon as
    the job returns, before RQ's own bookkeeping; otherwise what RQ stored for this
-   execution, read once the job has ended.
+   execution, read once the job has ended; then enqueue the children it released.
 
 So a work horse never touches the database for bookkeeping, a horse killed by a signal is
 recorded like any other failure, and the main process holds its connections for its life.
@@ -41,6 +41,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import Connection
 
 from service import broker, context, db, errors, lease, ledger, logs, metrics, outcomes, registry
+from service.dependencies import ends_a_parent, hand_over_children
 from service.lease import LeaseKeeper
 from service.ledger_writer import LedgerWriter
 from service.rows import JobRow
@@ -271,9 +272,7 @@ class LedgerHooks:
             log.error("job %s: outcome unreadable (%s); its lease will bring it back", job.id, exc)
             return
         if result is None or result.execution_id != self._execution_id:
-            log.error(
-                "job %s: no outcome stored for this run; its lease will bring it back", job.id
-            )
+            log.error("job %s: no outcome stored for this run; its lease brings it back", job.id)
             return
         if result.type == Result.Type.SUCCESSFUL:
             self._record_success(row, result.return_value)
@@ -290,6 +289,8 @@ class LedgerHooks:
         self._noted(row, written)
 
     def _noted(self, row: JobRow, written: JobRow | None) -> None:
+        if ends_a_parent(written):
+            hand_over_children(self.ledger, self.connection, self.settings, row.id)  # type: ignore[attr-defined]
         if written is not None:
             _OUTCOMES[Status(written.status)].labels(row.task).inc()
             log.info("job %s %s", row.id, written.status)

@@ -98,13 +98,14 @@ def clean_state(sql_engine: Engine, redis_conn: Redis) -> None:
 
 
 @pytest.fixture
-def test_tasks() -> Iterator[None]:
-    """Register the tasks of `tests.tasks` for one test."""
+def test_tasks(settings: Settings) -> Iterator[None]:
+    """Register the tasks of `tests.tasks` for one test, beside the configured ones."""
     import importlib
     import sys
 
     from service import registry
 
+    registry.load(settings.task_modules)  # registered once a process: keep them after
     before = dict(registry._tasks)
     sys.modules.pop("tests.tasks", None)
     importlib.import_module("tests.tasks")

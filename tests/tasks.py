@@ -3,7 +3,7 @@
 import os
 import time
 
-from service.task_api import TaskArgs, current, save_artifact, task
+from service.task_api import TaskArgs, current, parents, save_artifact, task
 
 
 class NoArgs(TaskArgs):
@@ -82,3 +82,14 @@ def mark(args: MarkArgs) -> int:
     with open(args.path, "a") as out:
         out.write(f"{current().attempt} {os.getpid()}\n")
     return current().attempt
+
+
+class AddArgs(TaskArgs):
+    value: int = 0
+
+
+@task(name="add_parents", timeout_s=30)
+def add_parents(args: AddArgs) -> int:
+    """`value` plus the results of the jobs this one waited for: a result passed along a
+    chain, read through the task's context."""
+    return args.value + sum(p["result"] or 0 for p in parents() if p["status"] == "finished")

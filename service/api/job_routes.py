@@ -67,16 +67,24 @@ async def submit_job(
     request: Request,
     response: Response,
     settings: SettingsDep,
+    redis: RedisDep,
     client: LimitedClientDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=200, description="the same key returns the same job"),
     ] = None,
 ) -> JobOut:
-    """Record the job in the ledger, then put it on its RQ queue; answers 202 with the job."""
+    """Record the job in the ledger, then put it on its RQ queue; answers 202 with the job.
+    With `depends_on` it waits as `waiting` until its parents are final."""
     new = submit.prepare(body, settings, client.name, idempotency_key)
-    submits: GroupCommit = request.app.state.submits
-    row, created = await submits.submit(new)  # recorded, then enqueued, with its group
+    if new.depends_on:  # its parents are locked while it is recorded: a transaction of its own
+        async with brief_connection(request) as conn:
+            [row], fresh = await submit.record_batch(conn, [new])
+        [row] = await submit.hand_over(redis, request.app.state.marks, settings, [row])
+        created = bool(fresh)
+    else:
+        submits: GroupCommit = request.app.state.submits
+        row, created = await submits.submit(new)  # recorded, then enqueued, with its group
     response.headers["Location"] = f"/jobs/{row.id}"
     if not created:  # the first job of this Idempotency-Key
         response.status_code = 200
@@ -107,14 +115,24 @@ async def submit_batch(
     client: ClientDep,
 ) -> BatchOut:
     """Up to 1,000 jobs, all or nothing: one transaction, one Redis pipeline. A job whose
-    idempotency key was used before comes back as it was first submitted."""
+    idempotency key was used before comes back as it was first submitted. Jobs may depend
+    on each other by `ref` (a workflow: recorded whole, cycles refused), and `on_complete`
+    names one more job that runs once all of them are final."""
+    n = len(body.jobs) + (body.on_complete is not None)
     if settings.rate_limit_on:
-        await run_in_threadpool(ratelimit.take, redis, client.name, settings, len(body.jobs))
-    new = submit.prepare_batch(body, settings, client.name)
-    rows, created = await submit.record_batch(conn, new)
+        await run_in_threadpool(ratelimit.take, redis, client.name, settings, n)
+    batch = submit.prepare_batch(body, settings, client.name)
+    final = [batch.on_complete] if batch.on_complete else []
+    rows, created = await submit.record_batch(conn, batch.jobs + final)
     sent = await submit.hand_over(redis, request.app.state.marks, settings, created)
     by_id = {row.id: row for row in sent}
-    return BatchOut(jobs=[_out(by_id.get(row.id, row)) for row in rows])
+    out = [_out(by_id.get(row.id, row)) for row in rows]
+    index = {job.id: i for i, job in enumerate(batch.jobs)}
+    return BatchOut(
+        jobs=out[: len(batch.jobs)],
+        refs={ref: out[index[job_id]].id for ref, job_id in batch.refs.items()},
+        on_complete=out[-1] if final else None,
+    )
 
 
 def _out(row: JobRow) -> JobOut:
@@ -129,6 +147,7 @@ async def list_jobs(
     status: Status | None = None,
     task: str | None = None,
     queue: str | None = None,
+    parent: Annotated[UUID | None, Query(description="only the jobs that depend on it")] = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, description="page size, up to JOBS_LIST_LIMIT_MAX")] = 50,
@@ -147,6 +166,7 @@ async def list_jobs(
         status=status,
         task=task,
         queue=queue,
+        parent=parent,
         created_after=created_after,
         created_before=created_before,
     )
@@ -223,14 +243,19 @@ _NOTICES = {
 )
 async def cancel(
     job_id: UUID,
+    request: Request,
     response: Response,
     conn: ConnDep,
     redis: RedisDep,
+    settings: SettingsDep,
     client: LimitedClientDep,
 ) -> CanceledOut:
     """Cancel a job: a queued or scheduled one never runs; a running one is stopped where
     its worker can stop it, and its outcome is discarded in any case."""
     row, was_running = await ledger.cancel(conn, job_id, client.owner_filter)
+    if row.has_children:  # children that run whatever their parents' outcome are released
+        released = await ledger.released_children_async(conn, [job_id])
+        await submit.hand_over(redis, request.app.state.marks, settings, released)
     if not was_running:
         await run_in_threadpool(broker.withdraw, redis, job_id)
         return CanceledOut.model_validate({**vars(row), "notice": "canceled before it started"})
