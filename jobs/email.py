@@ -1,14 +1,21 @@
-"""`send_email`: one message through SMTP (standard library), configured by JOBS_SMTP_*."""
+"""`send_email`: one message through SMTP (standard library), configured by JOBS_SMTP_*.
+
+A message that waited for other jobs (`depends_on`, or a batch's `on_complete`) ends with
+their outcome: how many finished, failed or were canceled, and each one's id, task and
+status (the first 100). That is the "tell me when all 500 thumbnails are done" email."""
 
 import smtplib
 import ssl
+from collections import Counter
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
 from pydantic import EmailStr, Field, model_validator
 
-from service.task_api import PermanentError, TaskArgs, current, task
+from service.task_api import PermanentError, TaskArgs, current, parents, task
+
+LISTED_PARENTS = 100
 
 
 class EmailArgs(TaskArgs):
@@ -29,6 +36,9 @@ class EmailArgs(TaskArgs):
 def send_email(args: EmailArgs) -> dict[str, Any]:
     """Send an email (text and/or HTML) through the configured SMTP server."""
     settings = current().settings
+    outcome = _outcome(parents())
+    if outcome:
+        args = args.model_copy(update={"text": (args.text or "").rstrip() + "\n\n" + outcome})
     message = _message(args, settings.smtp_from)
     smtp_class = smtplib.SMTP_SSL if settings.smtp_ssl else smtplib.SMTP
     # Connection failures raise and are retried; refusals that would repeat are permanent.
@@ -52,6 +62,19 @@ def send_email(args: EmailArgs) -> dict[str, Any]:
         "accepted": [to for to in args.to if to not in refused],
         "refused": sorted(refused),
     }
+
+
+def _outcome(waited_for: list[dict[str, Any]]) -> str:
+    """The jobs the message waited for, as a plain-text summary ("" for none)."""
+    if not waited_for:
+        return ""
+    counts = Counter(str(job["status"]) for job in waited_for)
+    tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    lines = [f"-- sent after {len(waited_for)} jobs: {tally}"]
+    lines += [f"{job['id']}  {job['task']}  {job['status']}" for job in waited_for[:LISTED_PARENTS]]
+    if len(waited_for) > LISTED_PARENTS:
+        lines.append(f"... and {len(waited_for) - LISTED_PARENTS} more")
+    return "\n".join(lines)
 
 
 def _message(args: EmailArgs, sender: str) -> EmailMessage:

@@ -27,6 +27,7 @@ class JobContext:
     settings: Settings
     engine: Callable[[], Engine]  # this process's ledger engine, for a task's own SQL
     write: Callable[..., Any]  # the worker's retrying ledger write
+    depends_on: list[UUID] | None = None  # the jobs it waited for
 
 
 _current: JobContext | None = None
@@ -82,6 +83,8 @@ def parents() -> list[dict[str, object]]:
     every job of the batch), in that order: each one's id, task, status, result and
     error. Empty for a job that waited for none."""
     ctx = current()
+    if not ctx.depends_on:
+        return []
     with ctx.engine().connect() as conn:
         return ledger.parents(conn, ctx.job_id)
 

@@ -105,6 +105,7 @@ class LedgerHooks:
             settings=self.settings,
             engine=lambda: self.ledger.engine,
             write=self.ledger.write,
+            depends_on=claimed.depends_on,
         )
         fields = {"job_id": str(claimed.id), "task": claimed.task, "attempt": claimed.attempt}
         with (

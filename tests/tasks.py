@@ -86,10 +86,12 @@ def mark(args: MarkArgs) -> int:
 
 class AddArgs(TaskArgs):
     value: int = 0
+    sleep_s: float = 0
 
 
 @task(name="add_parents", timeout_s=30)
 def add_parents(args: AddArgs) -> int:
     """`value` plus the results of the jobs this one waited for: a result passed along a
-    chain, read through the task's context."""
+    chain, read through the task's context (after `sleep_s`)."""
+    time.sleep(args.sleep_s)
     return args.value + sum(p["result"] or 0 for p in parents() if p["status"] == "finished")

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, wait_until
 from tests.faults.conftest import Private
 from tests.support import Ledger
 
@@ -80,3 +80,34 @@ def test_submits_while_redis_is_down_are_accepted_and_run_later(
     start_workers(stack)
     wait_all_finished(ledger_rows, 20)
     assert_each_ran_once(ledger_rows, [r.json()["id"] for r in replies])
+
+
+def test_flushall_in_the_middle_of_a_workflow_loses_nothing(
+    world: tuple[Stack, Ledger, Private],
+) -> None:
+    """30 chains of three, Redis flushed once a third of the jobs have finished: what was
+    queued is delivered again from the ledger, what waits was never in Redis, and every
+    chain still ends with its results passed along."""
+    stack, ledger_rows, private = world
+    jobs = []
+    for c in range(30):
+        for step, value, parents in (("a", 1, []), ("b", 10, [f"a{c}"]), ("c", 100, [f"b{c}"])):
+            args = {"value": value, "sleep_s": 0.05}
+            job = {"ref": f"{step}{c}", "task": "add_parents", "args": args, "max_attempts": 3}
+            jobs.append({**job, "depends_on": parents} if parents else job)
+    r = stack.http.post("/jobs/batch", json={"jobs": jobs})
+    assert r.status_code == 202, r.text
+    refs = r.json()["refs"]
+    start_workers(stack)
+
+    wait_until(lambda: ledger_rows.count("status = 'finished'") >= 30, 60, "30 finished")
+    with private.redis_client() as redis:
+        redis.flushall()
+    waiting = ledger_rows.count("status = 'waiting'")
+
+    wait_all_finished(ledger_rows, 90)
+    assert waiting > 0  # the flush did come in the middle
+    for c in range(30):
+        assert stack.job(refs[f"c{c}"])["result"] == 111
+        for step in "abc":
+            assert ledger_rows.statuses(refs[f"{step}{c}"]).count("finished") == 1

@@ -1,39 +1,17 @@
 """`send_email` against a real SMTP server (aiosmtpd) on loopback."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from service.localservers import free_port
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Inbox, Stack
 from tests.support import Ledger
 
 pytestmark = pytest.mark.e2e
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.envelopes: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
 
 
 EMAIL = {
