@@ -46,6 +46,10 @@ def _submit_body(task: str, args: dict[str, Any] | None, options: dict[str, Any]
     return {"task": task, "args": args or {}, **options}
 
 
+def _batch_body(jobs: list[dict[str, Any]], on_complete: dict[str, Any] | None) -> Any:
+    return {"jobs": jobs, **({"on_complete": on_complete} if on_complete else {})}
+
+
 def _key_header(idempotency_key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": idempotency_key} if idempotency_key else {}
 
@@ -112,12 +116,24 @@ class JobsClient:
         **options: Any,
     ) -> dict[str, Any]:
         """Submit a job; `options` are the other fields of `POST /jobs` (queue, delay_s,
-        max_attempts, meta, callback_url, ...)."""
+        max_attempts, meta, callback_url, depends_on, on_parent_failure, ...)."""
         response = self._http.post(
             "/jobs",
             json=_submit_body(task, args, options),
             headers=_key_header(idempotency_key),
         )
+        return _json(response)  # type: ignore[no-any-return]
+
+    def submit_batch(
+        self,
+        jobs: builtins.list[dict[str, Any]],
+        *,
+        on_complete: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Submit up to 1,000 jobs at once, all or nothing: `{jobs, refs, on_complete}`.
+        Jobs may name each other's `ref` in `depends_on` (a workflow); `on_complete` is one
+        more job that runs when all of them are final."""
+        response = self._http.post("/jobs/batch", json=_batch_body(jobs, on_complete))
         return _json(response)  # type: ignore[no-any-return]
 
     def get(self, job_id: str, *, wait: float = 0) -> dict[str, Any]:
@@ -144,8 +160,8 @@ class JobsClient:
         return _json(self._http.post(f"/jobs/{job_id}/retry"))  # type: ignore[no-any-return]
 
     def list(self, **filters: Any) -> dict[str, Any]:
-        """One page: `{items, next_cursor}`; filters status, task, queue, created_after,
-        created_before, limit, cursor."""
+        """One page: `{items, next_cursor}`; filters status, task, queue, parent (the
+        jobs that depend on it), created_after, created_before, limit, cursor."""
         return _json(self._http.get("/jobs", params=filters))  # type: ignore[no-any-return]
 
     def events(self, job_id: str) -> builtins.list[dict[str, Any]]:
@@ -198,6 +214,15 @@ class AsyncJobsClient:
             json=_submit_body(task, args, options),
             headers=_key_header(idempotency_key),
         )
+        return _json(response)  # type: ignore[no-any-return]
+
+    async def submit_batch(
+        self,
+        jobs: builtins.list[dict[str, Any]],
+        *,
+        on_complete: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        response = await self._http.post("/jobs/batch", json=_batch_body(jobs, on_complete))
         return _json(response)  # type: ignore[no-any-return]
 
     async def get(self, job_id: str, *, wait: float = 0) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""`jobsvc submit`, `jobsvc status`, `jobsvc cancel`: the API from the shell, through
-`service.client`. The API's address and key come from --url/--key or JOBS_URL/JOBS_API_KEY."""
+"""`jobsvc submit`, `jobsvc batch`, `jobsvc status`, `jobsvc cancel`: the API from the
+shell, through `service.client`. The API's address and key come from --url/--key or
+JOBS_URL/JOBS_API_KEY."""
 
 import json
 import sys
@@ -38,6 +39,13 @@ def _exit_for(job: dict[str, Any]) -> None:
 @click.option("--queue", default=None)
 @click.option("--delay", "delay_s", type=float, default=None, help="seconds from now")
 @click.option("--idempotency-key", default=None)
+@click.option("--after", multiple=True, metavar="JOB_ID", help="wait for this job (repeatable)")
+@click.option(
+    "--on-parent-failure",
+    type=click.Choice(["cancel", "run"]),
+    default=None,
+    help="with --after: cancel this job if a parent fails (default), or run it anyway",
+)
 @url_option
 @key_option
 def submit(
@@ -47,17 +55,20 @@ def submit(
     queue: str | None,
     delay_s: float | None,
     idempotency_key: str | None,
+    after: tuple[str, ...],
+    on_parent_failure: str | None,
     url: str,
     key: str | None,
 ) -> None:
     """Submit TASK with ARGS_JSON (a JSON object); prints the job."""
-    try:
-        args = json.loads(args_json)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="ARGS_JSON") from None
-    if not isinstance(args, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="ARGS_JSON")
-    options = {k: v for k, v in {"queue": queue, "delay_s": delay_s}.items() if v is not None}
+    args = _json_object(args_json, "ARGS_JSON")
+    given = {
+        "queue": queue,
+        "delay_s": delay_s,
+        "depends_on": list(after) or None,
+        "on_parent_failure": on_parent_failure,
+    }
+    options = {k: v for k, v in given.items() if v is not None}
     with JobsClient(url, key) as jobs, _api_errors():
         job = jobs.submit(task, args, idempotency_key=idempotency_key, **options)
         if not wait_:
@@ -67,6 +78,31 @@ def submit(
         final = _follow(jobs, job["id"])
     _print(final)
     _exit_for(final)
+
+
+@click.command()
+@click.argument("workflow", type=click.File("r"))
+@url_option
+@key_option
+def batch(workflow: Any, url: str, key: str | None) -> None:
+    """Submit the jobs in WORKFLOW (a JSON file, or - for stdin), all or nothing: the body
+    of POST /jobs/batch, `{"jobs": [...], "on_complete": {...}}`, where jobs may name each
+    other's `ref` in `depends_on`. Prints the jobs, each ref's id and the on_complete job."""
+    body = _json_object(workflow.read(), "WORKFLOW")
+    if not isinstance(body.get("jobs"), list):
+        raise click.BadParameter('needs "jobs": a list of jobs', param_hint="WORKFLOW")
+    with JobsClient(url, key) as jobs, _api_errors():
+        _print(jobs.submit_batch(body["jobs"], on_complete=body.get("on_complete")))
+
+
+def _json_object(text: str, name: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint=name) from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint=name)
+    return value
 
 
 def _follow(jobs: JobsClient, job_id: str) -> dict[str, Any]:
@@ -141,4 +177,4 @@ def _api_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-COMMANDS = [submit, status, cancel]
+COMMANDS = [submit, batch, status, cancel]

@@ -141,3 +141,41 @@ def test_shell_errors_are_one_clear_line(stack: Stack, api_key: str) -> None:
     env_url = jobsvc(stack, api_key, "status", "x", "--url", "http://127.0.0.1:9")
     assert env_url.returncode == 2
     assert "cannot reach the API" in env_url.stderr
+
+
+def test_workflows_from_the_client_and_the_shell(stack: Stack, api_key: str, tmp_path: Any) -> None:
+    stack.worker("w", simple=True)
+    with _client(stack, api_key) as jobs:
+        out = jobs.submit_batch(
+            [
+                {"ref": "first", "task": "echo", "args": {"value": 1}},
+                {"ref": "second", "task": "echo", "args": {"value": 2}, "depends_on": ["first"]},
+            ],
+            on_complete={"task": "echo", "args": {"value": "all done"}},
+        )
+        first, second = out["refs"]["first"], out["refs"]["second"]
+        assert out["jobs"][1]["depends_on"] == [first]
+        assert jobs.wait(out["on_complete"]["id"], timeout=20)["result"] == "all done"
+        children = {j["id"] for j in jobs.list(parent=first)["items"]}
+        assert children == {second, out["on_complete"]["id"]}
+        after = jobs.submit("echo", {"value": 3}, depends_on=[second], on_parent_failure="run")
+        assert after["status"] == "queued"  # its parent is final already
+
+    workflow = tmp_path / "workflow.json"
+    workflow.write_text(
+        json.dumps({"jobs": [{"ref": "a", "task": "echo"}, {"task": "echo", "depends_on": ["a"]}]})
+    )
+    shell = jobsvc(stack, api_key, "batch", str(workflow))
+    assert shell.returncode == 0, shell.stderr
+    printed = json.loads(shell.stdout)
+    a = printed["refs"]["a"]
+    assert printed["jobs"][1]["depends_on"] == [a]
+
+    child = jobsvc(stack, api_key, "submit", "echo", "{}", "--after", a, "--wait")
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout)["depends_on"] == [a]
+
+    cycle = tmp_path / "cycle.json"
+    cycle.write_text(json.dumps({"jobs": [{"ref": "x", "task": "echo", "depends_on": ["x"]}]}))
+    refused = jobsvc(stack, api_key, "batch", str(cycle))
+    assert refused.returncode == 2 and "cycle" in refused.stderr
