@@ -89,6 +89,16 @@ class SubmittedConcurrently(JobServiceError):
         )
 
 
+class ScheduleNotFound(JobServiceError):
+    def __init__(self, schedule_id: UUID) -> None:
+        super().__init__(f"no schedule with id {schedule_id}")
+
+
+class ScheduleNameTaken(JobServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"you have a schedule named {name!r} already: choose another name")
+
+
 class CursorInvalid(JobServiceError):
     def __init__(self) -> None:
         super().__init__("cursor is not one this service issued; pass next_cursor unchanged")

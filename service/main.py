@@ -24,6 +24,7 @@ from service.api import (
     metrics_routes,
     middleware,
     openapi,
+    schedule_routes,
     stream_routes,
     swagger,
     task_routes,
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(job_routes.router)
     app.include_router(stream_routes.router)
     app.include_router(task_routes.router)
+    app.include_router(schedule_routes.router)
     app.include_router(health_routes.router)
     app.include_router(metrics_routes.router)
     app.openapi = lambda: openapi.document(app, settings)  # type: ignore[method-assign]

@@ -66,6 +66,11 @@ SUBMIT_GROUP_SIZE = Histogram(
     "Single submits recorded together by one insert (group commit)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+SCHEDULE_FIRES = Counter(
+    "jobsvc_schedule_fires_total",
+    "Schedule ticks the reconciler fired as jobs, or refused (task or args no longer valid)",
+    ["outcome"],
+)
 RECONCILE_PASSES = Counter("jobsvc_reconcile_passes_total", "Reconciler passes")
 REPAIRS = Counter("jobsvc_reconcile_repairs_total", "What the reconciler repaired", ["repair"])
 HTTP_REQUESTS = Counter(

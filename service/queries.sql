@@ -289,3 +289,81 @@ SELECT name, prefix, admin, created_at, revoked_at FROM api_keys ORDER BY create
 -- name: revoke_key
 UPDATE api_keys SET revoked_at = now() WHERE name = %(name)s AND revoked_at IS NULL
 RETURNING name
+
+-- Cron schedules (`service.schedules`). A client sees and changes only its own; `owner`
+-- NULL: an admin, who sees every one.
+
+-- name: now
+SELECT now() AS now
+
+-- name: insert_schedule
+INSERT INTO schedules (id, owner, name, cron, timezone, task, args, queue, catch_up, paused,
+                       next_fire_at)
+VALUES (%(id)s, %(owner)s, %(name)s, %(cron)s, %(timezone)s, %(task)s, %(args)s::jsonb,
+        %(queue)s, %(catch_up)s, %(paused)s, %(next_fire_at)s)
+ON CONFLICT (owner, name) DO NOTHING
+RETURNING *
+
+-- name: count_schedules
+SELECT count(*) AS n FROM schedules WHERE owner = %(owner)s
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE id = %(id)s AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+
+-- name: lock_schedule
+SELECT * FROM schedules WHERE id = %(id)s AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+FOR UPDATE
+
+-- name: list_schedules
+SELECT * FROM schedules WHERE %(owner)s::text IS NULL OR owner = %(owner)s ORDER BY owner, name
+
+-- name: update_schedule
+UPDATE schedules SET name = %(name)s, cron = %(cron)s, timezone = %(timezone)s, task = %(task)s,
+                     args = %(args)s::jsonb, queue = %(queue)s, catch_up = %(catch_up)s,
+                     paused = %(paused)s, next_fire_at = %(next_fire_at)s, updated_at = now()
+WHERE id = %(id)s
+RETURNING *
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE id = %(id)s AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+RETURNING id
+
+-- name: schedule_jobs
+-- The jobs a schedule fired (those retention has not deleted yet).
+SELECT id, status, meta, created_at FROM jobs WHERE id = ANY(%(ids)s::uuid[])
+
+-- name: due_schedules
+-- Schedules with a tick due, locked (several reconcilers: each schedule fires in one).
+SELECT *, now() AS db_now FROM schedules
+WHERE NOT paused AND next_fire_at <= now()
+ORDER BY next_fire_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+
+-- name: fired
+UPDATE schedules SET next_fire_at = %(next_fire_at)s,
+                     last_fired_at = coalesce(%(last_fired_at)s, last_fired_at),
+                     recent_jobs = (%(jobs)s::uuid[] || recent_jobs)[1:10]
+WHERE id = %(id)s
+
+-- name: declare_schedule
+-- A schedule declared in code (as the client `system`): the code is its truth. Its next
+-- tick moves only when its cron or time zone changed.
+INSERT INTO schedules (id, owner, name, cron, timezone, task, args, queue, catch_up,
+                       next_fire_at)
+VALUES (%(id)s, %(owner)s, %(name)s, %(cron)s, %(timezone)s, %(task)s, %(args)s::jsonb,
+        %(queue)s, %(catch_up)s, %(next_fire_at)s)
+ON CONFLICT (owner, name) DO UPDATE SET
+  next_fire_at = CASE WHEN (schedules.cron, schedules.timezone)
+                           IS DISTINCT FROM (excluded.cron, excluded.timezone)
+                      THEN excluded.next_fire_at ELSE schedules.next_fire_at END,
+  cron = excluded.cron, timezone = excluded.timezone, task = excluded.task,
+  args = excluded.args, queue = excluded.queue, catch_up = excluded.catch_up,
+  updated_at = now()
+WHERE (schedules.cron, schedules.timezone, schedules.task, schedules.args, schedules.queue,
+       schedules.catch_up)
+      IS DISTINCT FROM (excluded.cron, excluded.timezone, excluded.task, excluded.args,
+                        excluded.queue, excluded.catch_up)
+
+-- name: forget_undeclared
+-- The system's schedules no longer declared in code.
+DELETE FROM schedules WHERE owner = %(owner)s AND NOT (name = ANY(%(names)s::text[]))
+RETURNING name

@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from service import broker, db, ledger, metrics, registry, submit
+from service import broker, db, ledger, metrics, registry, schedules, submit
 from service.dependencies import ends_a_parent
 from service.redelivery import DeliveryCheck
 from service.rows import JobRow
@@ -48,7 +48,7 @@ class Repairs:
     failed_lost: int = 0
     released: int = 0
     redelivered: int = 0
-    cleanup_submitted: bool = False
+    scheduled: int = 0  # jobs fired by schedules
     callbacks_submitted: int = 0
     failed_steps: list[str] = field(default_factory=list)
 
@@ -58,7 +58,7 @@ class Repairs:
             or self.failed_lost
             or self.released
             or self.redelivered
-            or self.cleanup_submitted
+            or self.scheduled
             or self.callbacks_submitted
         )
 
@@ -69,8 +69,7 @@ class Reconciler:
         self.engine = engine
         self.redis = redis
         self.delivery = DeliveryCheck(redis, settings.redeliver_after_s)
-        interval = settings.cleanup_interval_s
-        self._next_cleanup = (time.time() // interval + 1) * interval  # the next boundary
+        self._declared_kept = False
         registry.load(settings.task_modules)
 
     def run_pass(self) -> Repairs:
@@ -80,7 +79,8 @@ class Reconciler:
             ("rescue expired leases", self._rescue_expired),
             ("release due jobs", self._release_due),
             ("redeliver lost jobs", self._redeliver),
-            ("submit cleanup", self._submit_cleanup),
+            ("keep declared schedules", self._keep_declared),
+            ("fire schedules", self._fire_schedules),
             ("submit callbacks", self._submit_callbacks),
         ):
             try:
@@ -95,6 +95,7 @@ class Reconciler:
             "failed_lost",
             "released",
             "redelivered",
+            "scheduled",
             "callbacks_submitted",
         ):
             if n := getattr(repairs, repair):
@@ -159,19 +160,18 @@ class Reconciler:
         repairs.callbacks_submitted += len(submitted)
         return submitted
 
-    def _submit_cleanup(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
-        """Once every JOBS_CLEANUP_INTERVAL_S (one job per interval, however many reconcilers
-        run: the interval's number is the idempotency key), submit `cleanup` as `system`."""
-        interval = self.settings.cleanup_interval_s
-        if time.time() < self._next_cleanup:
-            return []
-        key = f"cleanup-{int(time.time() // interval)}"
-        rows = submit.record_sync(
-            conn, [submit.system_job("cleanup", {}, idempotency_key=key)], "reconciler"
-        )
-        repairs.cleanup_submitted = bool(rows)
-        self._next_cleanup = (time.time() // interval + 1) * interval
-        return rows
+    def _keep_declared(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
+        """Once, at start: the system's schedules as the code declares them."""
+        if not self._declared_kept:
+            schedules.keep_declared(conn, self.settings)
+            self._declared_kept = True
+        return []
+
+    def _fire_schedules(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
+        """A job for each schedule tick due (the retention clean-up's among them)."""
+        fired = schedules.fire_due(conn, self.settings, self.settings.reconcile_batch)
+        repairs.scheduled += len(fired)
+        return fired
 
     def _enqueue(self, rows: Sequence[JobRow]) -> list[JobRow]:
         """Enqueue the rows whose task this process knows; returns those."""

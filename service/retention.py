@@ -1,8 +1,8 @@
 """`cleanup`: retention. Final jobs older than the retention period go, with their events,
 artifacts and old uploads, in bounded batches.
 
-The reconciler submits it every JOBS_CLEANUP_INTERVAL_S as the client `system`, which
-cleans every client's jobs past JOBS_RETENTION_DAYS. Submitted by hand, it cleans only the
+A schedule declared here fires it at JOBS_CLEANUP_CRON (hourly) as the client `system`,
+which cleans every client's jobs past JOBS_RETENTION_DAYS. Submitted by hand, it cleans only the
 caller's own jobs, optionally with a shorter `older_than_days`.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from service import context, keys, ledger, storage
+from service import context, keys, ledger, schedules, storage
 from service.registry import TaskArgs, task
 
 
@@ -56,3 +56,6 @@ def _old_uploads(ctx: context.JobContext, owner: str | None, before: float) -> i
                 path.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+schedules.declare("cleanup", lambda settings: settings.cleanup_cron, "cleanup")

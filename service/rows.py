@@ -119,3 +119,24 @@ class CallbackDue:
     job_id: UUID
     finished_at: datetime
     trace_context: str | None
+
+
+@dataclass(frozen=True)
+class ScheduleRow(_FromRecord):
+    """One row of `schedules`."""
+
+    id: UUID
+    owner: str
+    name: str
+    cron: str
+    timezone: str
+    task: str
+    args: JsonObject
+    queue: str | None
+    catch_up: str
+    paused: bool
+    next_fire_at: datetime
+    last_fired_at: datetime | None
+    recent_jobs: list[UUID]
+    created_at: datetime
+    updated_at: datetime

@@ -117,6 +117,14 @@ class Settings(BaseSettings):
     max_args_bytes: int = Field(default=256 * 1024, ge=16)
     max_meta_bytes: int = Field(default=16 * 1024, ge=16)
     max_json_depth: int = Field(default=32, ge=2)
+    # Schedules (`/schedules`)
+    max_schedules: int = Field(default=100, ge=0, description="schedules one client may have")
+    schedule_min_interval_s: float = Field(
+        default=60, ge=1, description="the shortest time between two ticks of a client's cron"
+    )
+    schedule_grace_s: float = Field(
+        default=60, gt=0, description="catch_up none: a tick later than this is skipped"
+    )
     max_depends_on: int = Field(
         default=100, ge=1, le=1000, description="the parents one job may name in depends_on"
     )
@@ -160,8 +168,8 @@ class Settings(BaseSettings):
 
     # cleanup: final jobs (with their events and artifacts) older than this are deleted
     retention_days: float = Field(default=30, gt=0)
-    cleanup_interval_s: float = Field(
-        default=3600, gt=0, description="how often the reconciler submits cleanup"
+    cleanup_cron: str = Field(
+        default="0 * * * *", description="when the reconciler submits cleanup (cron, UTC)"
     )
     cleanup_batch: int = Field(default=1000, ge=1)
 

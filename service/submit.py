@@ -156,20 +156,22 @@ def system_job(
     max_attempts: int | None = None,
     backoff_s: float | None = None,
     trace_context: str | None = None,
+    queue: str | None = None,
+    meta: dict[str, object] | None = None,
 ) -> NewJob:
-    """A job the service submits itself (as the client `system`): the task's own policy,
-    no client caps."""
+    """A job the service submits itself (as the client `system`, or for a client: a
+    schedule's tick): the task's own policy, no client caps."""
     task = registry.get(task_name)
     return NewJob(
         id=uuid4(),
         task=task.name,
-        queue=task.queue,
+        queue=queue or task.queue,
         args=task.validate(args),
         timeout_s=task.timeout_s,
         max_attempts=max_attempts or task.max_attempts,
         backoff_s=task.backoff_s if backoff_s is None else backoff_s,
         owner=owner,
-        meta={"by": "reconciler"} if owner == keys.SYSTEM_CLIENT else {},
+        meta=meta if meta is not None else {"by": "reconciler"},
         idempotency_key=idempotency_key,
         trace_context=trace_context,
     )

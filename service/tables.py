@@ -178,6 +178,36 @@ api_keys = Table(
     _ts("revoked_at"),
 )
 
+# Cron schedules: each fires a job at its ticks (service.schedules); `next_fire_at` is the
+# first tick not yet fired, `recent_jobs` the newest jobs it fired (up to ten).
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("cron", Text, nullable=False),
+    Column("timezone", Text, nullable=False),
+    Column("task", Text, nullable=False),
+    Column("args", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("queue", Text),
+    Column("catch_up", Text, nullable=False, server_default=text("'latest'")),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    _ts("next_fire_at", nullable=False),
+    _ts("last_fired_at"),
+    Column(
+        "recent_jobs",
+        ARRAY(UUID(as_uuid=True)),
+        nullable=False,
+        server_default=text("'{}'::uuid[]"),
+    ),
+    _ts("created_at", nullable=False, server_default=func.now()),
+    _ts("updated_at", nullable=False, server_default=func.now()),
+    CheckConstraint("catch_up IN ('latest', 'all', 'none')", name="catch_up"),
+    UniqueConstraint("owner", "name"),
+)
+Index("ix_schedules_due", schedules.c.next_fire_at, postgresql_where=text("NOT paused"))
+
 # record_analytics: events a job carried; (job_id, seq) makes a retried job's insert a no-op.
 analytics_events = Table(
     "analytics_events",

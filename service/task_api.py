@@ -11,7 +11,10 @@
         report_progress(0.5, "half way")
         return {"width": args.width}
 
-List the module in JOBS_TASK_MODULES; the API, workers and reconciler load it by name.
+    schedule("nightly-resize", "0 3 * * *", "resize", {"width": 64}, timezone="Europe/Paris")
+
+List the module in JOBS_TASK_MODULES; the API, workers and reconciler load it by name. A
+`schedule` declared in a task module fires its job as the client `system`.
 """
 
 from service.context import (
@@ -27,6 +30,7 @@ from service.errors import PermanentError, ResultInvalid
 from service.ledger import STATS_COLUMNS
 from service.outbound import WebhookRefused, post, public_address
 from service.registry import TaskArgs, task
+from service.schedules import declare as schedule
 
 __all__ = [
     "STATS_COLUMNS",
@@ -41,6 +45,7 @@ __all__ = [
     "public_address",
     "report_progress",
     "save_artifact",
+    "schedule",
     "task",
     "task_stats",
     "upload_path",

@@ -98,7 +98,7 @@ def test_cleanup_by_hand_removes_only_your_old_jobs(
 def test_the_reconciler_submits_cleanup_for_everyone(
     make_stack: Callable[..., Stack], sql_engine: Engine, ledger_rows: Ledger
 ) -> None:
-    stack = make_stack(JOBS_CLEANUP_INTERVAL_S="2", JOBS_RETENTION_DAYS="1")
+    stack = make_stack(JOBS_CLEANUP_CRON="*/2 * * * * *", JOBS_RETENTION_DAYS="1")
     stack.worker("w")
     old = stack.wait(stack.submit("echo", value="old"))
     age(sql_engine, old["id"], days=3)
@@ -110,7 +110,7 @@ def test_the_reconciler_submits_cleanup_for_everyone(
             sql = text("SELECT owner, status FROM jobs WHERE task = 'cleanup'")
             return list(conn.execute(sql).all())
 
-    wait_until(lambda: ledger_rows.row(old["id"]) is None, 15, "the periodic cleanup")
+    wait_until(lambda: ledger_rows.row(old["id"]) is None, 15, "the scheduled cleanup")
     # the job deletes first and is recorded finished a moment later
-    wait_until(lambda: cleanups() != [("system", "started")], 15, "the cleanup job's end")
-    assert cleanups() == [("system", "finished")]
+    wait_until(lambda: ("system", "finished") in cleanups(), 15, "a cleanup job's end")
+    assert {owner for owner, _ in cleanups()} == {"system"}
