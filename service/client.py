@@ -50,6 +50,12 @@ def _batch_body(jobs: list[dict[str, Any]], on_complete: dict[str, Any] | None) 
     return {"jobs": jobs, **({"on_complete": on_complete} if on_complete else {})}
 
 
+def _schedule_body(
+    name: str, cron: str, task: str, args: dict[str, Any] | None, fields: dict[str, Any]
+) -> Any:
+    return {"name": name, "cron": cron, "task": task, "args": args or {}, **fields}
+
+
 def _key_header(idempotency_key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": idempotency_key} if idempotency_key else {}
 
@@ -61,7 +67,7 @@ def _json(response: httpx.Response) -> Any:
         except ValueError:
             detail = response.text
         raise JobsError(response.status_code, detail)
-    return response.json()
+    return None if response.status_code == 204 else response.json()
 
 
 def _slice(remaining: float | None) -> float:
@@ -167,6 +173,28 @@ class JobsClient:
     def events(self, job_id: str) -> builtins.list[dict[str, Any]]:
         return _json(self._http.get(f"/jobs/{job_id}/events"))  # type: ignore[no-any-return]
 
+    def create_schedule(
+        self, name: str, cron: str, task: str, args: dict[str, Any] | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """A cron schedule of yours; `fields`: timezone, queue, catch_up, paused."""
+        body = _schedule_body(name, cron, task, args, fields)
+        return _json(self._http.post("/schedules", json=body))  # type: ignore[no-any-return]
+
+    def schedules(self) -> builtins.list[dict[str, Any]]:
+        return _json(self._http.get("/schedules"))  # type: ignore[no-any-return]
+
+    def schedule(self, schedule_id: str) -> dict[str, Any]:
+        """The schedule, its next five ticks and the newest jobs it fired."""
+        return _json(self._http.get(f"/schedules/{schedule_id}"))  # type: ignore[no-any-return]
+
+    def update_schedule(self, schedule_id: str, **changes: Any) -> dict[str, Any]:
+        """Change fields of a schedule (`paused=True` pauses it)."""
+        response = self._http.patch(f"/schedules/{schedule_id}", json=changes)
+        return _json(response)  # type: ignore[no-any-return]
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        _json(self._http.delete(f"/schedules/{schedule_id}"))
+
     def stream(self, job_id: str) -> Iterator[tuple[str, Any]]:
         """The job's Server-Sent Events as (event, data) pairs, until the final `job`."""
         with self._http.stream("GET", f"/jobs/{job_id}/stream", timeout=None) as response:
@@ -251,6 +279,25 @@ class AsyncJobsClient:
 
     async def events(self, job_id: str) -> builtins.list[dict[str, Any]]:
         return _json(await self._http.get(f"/jobs/{job_id}/events"))  # type: ignore[no-any-return]
+
+    async def create_schedule(
+        self, name: str, cron: str, task: str, args: dict[str, Any] | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        body = _schedule_body(name, cron, task, args, fields)
+        return _json(await self._http.post("/schedules", json=body))  # type: ignore[no-any-return]
+
+    async def schedules(self) -> builtins.list[dict[str, Any]]:
+        return _json(await self._http.get("/schedules"))  # type: ignore[no-any-return]
+
+    async def schedule(self, schedule_id: str) -> dict[str, Any]:
+        return _json(await self._http.get(f"/schedules/{schedule_id}"))  # type: ignore[no-any-return]
+
+    async def update_schedule(self, schedule_id: str, **changes: Any) -> dict[str, Any]:
+        response = await self._http.patch(f"/schedules/{schedule_id}", json=changes)
+        return _json(response)  # type: ignore[no-any-return]
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        _json(await self._http.delete(f"/schedules/{schedule_id}"))
 
     async def stream(self, job_id: str) -> AsyncIterator[tuple[str, Any]]:
         async with self._http.stream("GET", f"/jobs/{job_id}/stream", timeout=None) as response:

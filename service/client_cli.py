@@ -1,5 +1,5 @@
-"""`jobsvc submit`, `jobsvc batch`, `jobsvc status`, `jobsvc cancel`: the API from the
-shell, through `service.client`. The API's address and key come from --url/--key or
+"""`jobsvc submit`, `batch`, `status`, `cancel` and `schedules …`: the API from the shell,
+through `service.client`. The API's address and key come from --url/--key or
 JOBS_URL/JOBS_API_KEY."""
 
 import json
@@ -163,6 +163,96 @@ def cancel(job_id: str, url: str, key: str | None) -> None:
         _print(jobs.cancel(job_id))
 
 
+@click.group()
+def schedules() -> None:
+    """Your cron schedules: list, show, create, pause, resume, delete."""
+
+
+@schedules.command("list")
+@url_option
+@key_option
+def schedules_list(url: str, key: str | None) -> None:
+    """One line a schedule: id, name, cron (timezone), task, next tick or paused."""
+    with JobsClient(url, key) as jobs, _api_errors():
+        for s in jobs.schedules():
+            when = "paused" if s["paused"] else f"next {s['next_fire_at']}"
+            click.echo(
+                f"{s['id']}  {s['name']}  {s['cron']} ({s['timezone']})  {s['task']}  {when}"
+            )
+
+
+@schedules.command("show")
+@click.argument("schedule_id")
+@url_option
+@key_option
+def schedules_show(schedule_id: str, url: str, key: str | None) -> None:
+    """The schedule, its next five ticks and the newest jobs it fired."""
+    with JobsClient(url, key) as jobs, _api_errors():
+        _print(jobs.schedule(schedule_id))
+
+
+@schedules.command("create")
+@click.argument("name")
+@click.argument("cron")
+@click.argument("task")
+@click.argument("args_json", default="{}")
+@click.option("--timezone", default="UTC", show_default=True, help="an IANA time zone")
+@click.option("--queue", default=None)
+@click.option(
+    "--catch-up",
+    type=click.Choice(["latest", "all", "none"]),
+    default="latest",
+    show_default=True,
+    help="what to fire for ticks missed while no reconciler ran",
+)
+@click.option("--paused", is_flag=True, help="create it paused")
+@url_option
+@key_option
+def schedules_create(
+    name: str,
+    cron: str,
+    task: str,
+    args_json: str,
+    timezone: str,
+    queue: str | None,
+    catch_up: str,
+    paused: bool,
+    url: str,
+    key: str | None,
+) -> None:
+    """Fire TASK with ARGS_JSON at each tick of CRON (quote it: "0 3 * * *")."""
+    args = _json_object(args_json, "ARGS_JSON")
+    fields = {"timezone": timezone, "queue": queue, "catch_up": catch_up, "paused": paused}
+    with JobsClient(url, key) as jobs, _api_errors():
+        _print(jobs.create_schedule(name, cron, task, args, **fields))
+
+
+def _set_paused(paused: bool) -> Any:
+    @click.argument("schedule_id")
+    @url_option
+    @key_option
+    def command(schedule_id: str, url: str, key: str | None) -> None:
+        with JobsClient(url, key) as jobs, _api_errors():
+            _print(jobs.update_schedule(schedule_id, paused=paused))
+
+    return command
+
+
+schedules.command("pause", help="Stop firing SCHEDULE_ID until it is resumed.")(_set_paused(True))
+schedules.command("resume", help="Fire SCHEDULE_ID again, from its next tick.")(_set_paused(False))
+
+
+@schedules.command("delete")
+@click.argument("schedule_id")
+@url_option
+@key_option
+def schedules_delete(schedule_id: str, url: str, key: str | None) -> None:
+    """Delete the schedule (the jobs it fired stay)."""
+    with JobsClient(url, key) as jobs, _api_errors():
+        jobs.delete_schedule(schedule_id)
+    click.echo(f"schedule {schedule_id} deleted", err=True)
+
+
 @contextmanager
 def _api_errors() -> Iterator[None]:
     """Turn API errors into a one-line message and exit status 2."""
@@ -177,4 +267,4 @@ def _api_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-COMMANDS = [submit, batch, status, cancel]
+COMMANDS = [submit, batch, status, cancel, schedules]

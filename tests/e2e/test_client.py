@@ -179,3 +179,36 @@ def test_workflows_from_the_client_and_the_shell(stack: Stack, api_key: str, tmp
     cycle.write_text(json.dumps({"jobs": [{"ref": "x", "task": "echo", "depends_on": ["x"]}]}))
     refused = jobsvc(stack, api_key, "batch", str(cycle))
     assert refused.returncode == 2 and "cycle" in refused.stderr
+
+
+def test_schedules_from_the_client_and_the_shell(stack: Stack, api_key: str) -> None:
+    with _client(stack, api_key) as jobs:
+        made = jobs.create_schedule(
+            "nightly", "0 3 * * *", "generate_report", {"format": "json"}, timezone="Asia/Tokyo"
+        )
+        assert made["timezone"] == "Asia/Tokyo" and len(made["next_fires"]) == 5
+        assert [s["id"] for s in jobs.schedules()] == [made["id"]]
+        assert jobs.update_schedule(made["id"], paused=True)["paused"] is True
+        assert jobs.schedule(made["id"])["next_fires"] == []
+
+    listed = jobsvc(stack, api_key, "schedules", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert (
+        f"{made['id']}  nightly  0 3 * * * (Asia/Tokyo)  generate_report  paused" in listed.stdout
+    )
+    resumed = jobsvc(stack, api_key, "schedules", "resume", made["id"])
+    assert json.loads(resumed.stdout)["paused"] is False
+    created = jobsvc(
+        stack, api_key, "schedules", "create", "weekly", "30 6 * * 1", "echo", '{"value": 1}',
+        "--timezone", "Europe/Paris", "--catch-up", "all",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    weekly = json.loads(created.stdout)
+    assert weekly["catch_up"] == "all" and weekly["description"] == "At 06:30 on Monday"
+    shown = jobsvc(stack, api_key, "schedules", "show", weekly["id"])
+    assert json.loads(shown.stdout)["next_fires"][0] == weekly["next_fire_at"]
+    assert jobsvc(stack, api_key, "schedules", "delete", weekly["id"]).returncode == 0
+    gone = jobsvc(stack, api_key, "schedules", "show", weekly["id"])
+    assert gone.returncode == 2 and "404" in gone.stderr
+    bad = jobsvc(stack, api_key, "schedules", "create", "x", "0 3 * *", "echo")
+    assert bad.returncode == 2 and "has 4 fields" in bad.stderr
