@@ -46,6 +46,15 @@ def _exit_for(job: dict[str, Any]) -> None:
     default=None,
     help="with --after: cancel this job if a parent fails (default), or run it anyway",
 )
+@click.option(
+    "--unique-for",
+    "unique_for_s",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="a unique job: a repeat within SECONDS gets this job back",
+)
+@click.option("--unique-key", default=None, help="with --unique-for (default: task and args)")
 @url_option
 @key_option
 def submit(
@@ -57,6 +66,8 @@ def submit(
     idempotency_key: str | None,
     after: tuple[str, ...],
     on_parent_failure: str | None,
+    unique_for_s: float | None,
+    unique_key: str | None,
     url: str,
     key: str | None,
 ) -> None:
@@ -67,6 +78,8 @@ def submit(
         "delay_s": delay_s,
         "depends_on": list(after) or None,
         "on_parent_failure": on_parent_failure,
+        "unique_for_s": unique_for_s,
+        "unique_key": unique_key,
     }
     options = {k: v for k, v in given.items() if v is not None}
     with JobsClient(url, key) as jobs, _api_errors():

@@ -1,26 +1,25 @@
 """Jobs that wait for jobs (architecture.md, "Dependencies").
 
 A submit names a job's parents (`depends_on`: job ids, or in a batch the `ref`s of its
-jobs); `record` commits the jobs with their parents locked, each one starting `waiting`
-while a parent is not final. The ledger releases a waiting child itself, in the
-transaction that ends its last parent (the `jobs_release_children` trigger, migration
-0009). What is left to the process that ended the parent is the hand-over: it enqueues the
-children released `queued` right after its commit (`hand_over_children`). If it cannot
-(Redis refuses, the process dies), the reconciler delivers them as it does any queued row
-that Redis lacks.
+jobs); `service.recording` commits the jobs with their parents locked, each one starting
+`waiting` while a parent is not final (`starting_states`). The ledger releases a waiting
+child itself, in the transaction that ends its last parent (the `jobs_release_children`
+trigger, migration 0009). What is left to the process that ended the parent is the
+hand-over: it enqueues the children released `queued` right after its commit
+(`hand_over_children`). If it cannot (Redis refuses, the process dies), the reconciler
+delivers them as it does any queued row that Redis lacks.
 """
 
 import dataclasses
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Mapping, Sequence
 from uuid import UUID, uuid4
 
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import broker, db, errors, ledger, metrics, outcomes, sql
+from service import broker, db, errors, ledger, outcomes
 from service.ledger_writer import LedgerWriter
 from service.rows import JobRow, NewJob
 from service.schemas import BatchIn
@@ -108,56 +107,7 @@ def refuse_cycles(jobs: Sequence[NewJob]) -> None:
 # ---------------------------------------------------------------- recording
 
 
-async def record(conn: AsyncConnection, jobs: list[NewJob]) -> list[tuple[JobRow, bool]]:
-    """Commit jobs that depend on jobs, all or nothing: a job whose idempotency key was
-    used before is that first job (and its children depend on it); the parents outside
-    the batch are locked and must be the owner's; each new job starts `waiting`, or as any
-    job does, or canceled if a parent failed under `cancel`. Returns each job's row and
-    whether it is new, in order."""
-    owner = jobs[0].owner
-    async with sql.transaction(conn):
-        firsts = await _firsts(conn, jobs)
-        fresh = [
-            dataclasses.replace(
-                job,
-                depends_on=tuple(firsts[p].id if p in firsts else p for p in job.depends_on),
-            )
-            for job in jobs
-            if job.id not in firsts
-        ]
-        fresh_ids = {job.id for job in fresh}
-        outside = sorted({p for job in fresh for p in job.depends_on} - fresh_ids)
-        statuses = await ledger.lock_parents(conn, owner, outside)
-        if unknown := [p for p in outside if p not in statuses]:
-            raise errors.ParentsUnknown(unknown)
-        ready = _starting_states(fresh, statuses)
-        created = await ledger.insert_jobs(conn, ready)
-        if len(created) < len(ready):  # another request took a key since `_firsts`
-            raise errors.SubmittedConcurrently()
-        if inside := sorted({p for job in fresh for p in job.depends_on} & fresh_ids):
-            await ledger.lock_parents(conn, owner, inside)
-    by_id = {row.id: row for row in created}
-    for task_name, n in Counter(row.task for row in created).items():
-        metrics.SUBMITTED.labels(task_name).inc(n)
-    return [(firsts[job.id], False) if job.id in firsts else (by_id[job.id], True) for job in jobs]
-
-
-async def _firsts(conn: AsyncConnection, jobs: list[NewJob]) -> dict[UUID, JobRow]:
-    """By the id each job was prepared with, the recorded job of its idempotency key, if
-    the key was used before (IdempotencyKeyReused if for a different request)."""
-    recorded = await ledger.first_jobs(conn, [job for job in jobs if job.idempotency_key])
-    firsts: dict[UUID, JobRow] = {}
-    for job in jobs:
-        first = recorded.get((job.owner, job.idempotency_key or ""))
-        if first is None or not job.idempotency_key:
-            continue
-        if first.request_hash != job.request_hash:
-            raise errors.IdempotencyKeyReused(job.idempotency_key, first.id)
-        firsts[job.id] = first
-    return firsts
-
-
-def _starting_states(jobs: list[NewJob], statuses: Mapping[UUID, str]) -> list[NewJob]:
+def starting_states(jobs: list[NewJob], statuses: Mapping[UUID, str]) -> list[NewJob]:
     """Each job with its count of parents not final and, if a parent failed and its
     policy is `cancel`, the error it is recorded canceled with. Parents are settled before
     their children (a job of the batch recorded canceled is a failed parent too)."""

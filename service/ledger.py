@@ -84,6 +84,7 @@ def _insert_params(batch: list[NewJob], actor: str) -> dict[str, object]:
         "pending_parents": [job.pending_parents for job in batch],
         "on_parent_failure": [job.on_parent_failure for job in batch],
         "error": [None if job.error is None else _json(job.error) for job in batch],
+        "unique_key": [job.unique_key for job in batch],
         "detail": _by(actor),
     }
 
@@ -102,6 +103,25 @@ def insert_jobs_sync(conn: SyncConnection, batch: list[NewJob], actor: str) -> l
 async def by_idempotency_keys(conn: AsyncConnection, owner: str, keys: list[str]) -> list[JobRow]:
     """The owner's jobs submitted with these idempotency keys."""
     return _jobs(await sql.fetch(conn, sql.query("by_idempotency_keys"), owner=owner, keys=keys))
+
+
+async def unique_firsts(
+    conn: AsyncConnection, owner: str, wanted: Sequence[tuple[str, float, Sequence[str]]]
+) -> dict[int, JobRow]:
+    """For each (unique key, window in seconds, statuses that count), by its index, the
+    owner's newest job that makes a new one of that key a duplicate. The keys are locked
+    until the transaction ends: of two submits of one key, the second sees the first."""
+    keys = [key for key, _, _ in wanted]
+    await sql.execute(conn, sql.query("lock_unique_keys"), owner=owner, keys=keys)
+    found = await sql.fetch(
+        conn,
+        sql.query("unique_firsts"),
+        owner=owner,
+        keys=keys,
+        within_s=[within for _, within, _ in wanted],
+        states=[",".join(states) for _, _, states in wanted],
+    )
+    return {row["wanted"] - 1: JobRow.of(row) for row in found}
 
 
 async def lock_parents(conn: AsyncConnection, owner: str, ids: Sequence[UUID]) -> dict[UUID, str]:

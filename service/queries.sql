@@ -18,12 +18,13 @@
 -- `cancel`, is recorded canceled with the `error` given.
 INSERT INTO jobs (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta,
                   run_at, idempotency_key, request_hash, callback_url, trace_context,
-                  depends_on, pending_parents, on_parent_failure, error, finished_at, status)
+                  depends_on, pending_parents, on_parent_failure, error, unique_key,
+                  finished_at, status)
 SELECT j.id, j.task, j.queue, j.args, j.timeout_s, j.max_attempts, j.backoff_s, j.owner,
        j.meta, CASE WHEN s.start > now() THEN s.start END, j.idempotency_key,
        j.request_hash, j.callback_url, j.trace_context,
        string_to_array(j.depends_on, ',')::uuid[], j.pending_parents, j.on_parent_failure,
-       j.error, CASE WHEN j.error IS NOT NULL THEN now() END,
+       j.error, j.unique_key, CASE WHEN j.error IS NOT NULL THEN now() END,
        CASE WHEN j.error IS NOT NULL THEN 'canceled'
             WHEN j.pending_parents > 0 THEN 'waiting'
             WHEN s.start > now() THEN 'scheduled' ELSE 'queued' END
@@ -32,14 +33,35 @@ FROM unnest(%(id)s::uuid[], %(task)s::text[], %(queue)s::text[], %(args)s::jsonb
             %(owner)s::text[], %(meta)s::jsonb[], %(run_at)s::timestamptz[],
             %(delay_s)s::float8[], %(idempotency_key)s::text[], %(request_hash)s::text[],
             %(callback_url)s::text[], %(trace_context)s::text[], %(depends_on)s::text[],
-            %(pending_parents)s::int[], %(on_parent_failure)s::text[], %(error)s::jsonb[])
+            %(pending_parents)s::int[], %(on_parent_failure)s::text[], %(error)s::jsonb[],
+            %(unique_key)s::text[])
        AS j (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta, run_at,
              delay_s, idempotency_key, request_hash, callback_url, trace_context, depends_on,
-             pending_parents, on_parent_failure, error)
+             pending_parents, on_parent_failure, error, unique_key)
 CROSS JOIN LATERAL
   (SELECT coalesce(j.run_at, now() + j.delay_s * interval '1 second') AS start) AS s
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *
+
+-- name: lock_unique_keys
+-- Unique jobs: one submit of an owner's key at a time, until the transaction ends (a lock
+-- of the transaction alone: nothing outlives it, so it is safe behind PgBouncer).
+SELECT pg_advisory_xact_lock(h)
+FROM (SELECT DISTINCT hashtextextended(%(owner)s || E'\n' || k, 0) AS h
+      FROM unnest(%(keys)s::text[]) AS k ORDER BY h) AS hashed
+
+-- name: unique_firsts
+-- For each key (the n-th asked), the owner's newest job of it created in the last
+-- `within_s` seconds whose status is one of `states` (comma-separated).
+SELECT u.n AS wanted, j.*
+FROM unnest(%(keys)s::text[], %(within_s)s::float8[], %(states)s::text[])
+     WITH ORDINALITY AS u (key, within_s, states, n)
+CROSS JOIN LATERAL (
+  SELECT * FROM jobs
+  WHERE owner = %(owner)s AND unique_key = u.key
+    AND created_at > now() - u.within_s * interval '1 second'
+    AND status = ANY(string_to_array(u.states, ','))
+  ORDER BY created_at DESC LIMIT 1) AS j
 
 -- name: lock_parents
 -- The owner's jobs that new jobs will depend on, marked as parents and locked (in id order)

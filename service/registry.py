@@ -42,6 +42,7 @@ class Task:
     description: str
     preload: tuple[str, ...] = ()  # heavy modules the task imports when it runs
     internal: bool = False  # submitted by the service itself, never through the API
+    unique_for_s: float | None = None  # its jobs are unique jobs (service.uniqueness)
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """The args as the task will see them (defaults filled in), or ArgsInvalid."""
@@ -71,12 +72,14 @@ def task(
     backoff_s: float = 5.0,
     preload: tuple[str, ...] = (),
     internal: bool = False,
+    unique_for_s: float | None = None,
 ) -> Callable[[Callable[[A], Any]], Callable[..., Any]]:
     """Register `fn(args: SomeArgs)` as a task; the returned function takes the args as kwargs.
 
     `preload` names heavy modules the task imports inside its body: the API never loads
     them, and a worker imports them once at start only if it serves the task's queue (so
     a forking worker's horses find them loaded, and other workers stay small to fork).
+    `unique_for_s` makes its jobs unique by default (a submit may still give its own).
     """
 
     def register(fn: Callable[[A], Any]) -> Callable[..., Any]:
@@ -100,6 +103,7 @@ def task(
             description=inspect.getdoc(fn) or "",
             preload=preload,
             internal=internal,
+            unique_for_s=unique_for_s,
         )
         return run
 

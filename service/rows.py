@@ -64,6 +64,7 @@ class JobRow(_FromRecord):
     pending_parents: int
     on_parent_failure: str | None
     has_children: bool
+    unique_key: str | None
 
     def enqueued(self, at: datetime) -> "JobRow":
         """This row as the ledger will show it once it records `enqueued_at` (a copy of
@@ -112,6 +113,11 @@ class NewJob:
     # the error it is canceled with at once if one failed and its policy is `cancel`
     pending_parents: int = 0
     error: JsonObject | None = None
+    # a unique job: its key, and which of the owner's jobs of that key make it a duplicate
+    # (those created in the last `unique_for_s` seconds, in one of `unique_states`)
+    unique_key: str | None = None
+    unique_for_s: float | None = None
+    unique_states: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

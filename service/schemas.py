@@ -70,6 +70,28 @@ class JobIn(BaseModel):
         examples=["run"],
     )
 
+    unique_for_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="a unique job: a submit of the same key within this many seconds gets the "
+        "first job back (200) instead of a new one; up to JOBS_MAX_UNIQUE_FOR_S",
+        examples=[300],
+    )
+    unique_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="with unique_for_s: the key; default: the task and its canonical args",
+        examples=["sync-customer-42"],
+    )
+    unique_states: list[Status] | None = Field(
+        default=None,
+        min_length=1,
+        description="with unique_for_s: the statuses of the first job that count; default: "
+        "those not final (waiting, queued, scheduled, started)",
+        examples=[["queued", "scheduled", "started", "finished"]],
+    )
+
     @field_validator("callback_url")
     @classmethod
     def _short_url(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
@@ -85,7 +107,7 @@ class JobIn(BaseModel):
             raise ValueError("on_parent_failure is a policy for depends_on: give both")
         return self
 
-    @field_validator("task", "queue", "args", "meta", "depends_on")
+    @field_validator("task", "queue", "args", "meta", "depends_on", "unique_key")
     @classmethod
     def _storable(cls, value: JsonValue) -> JsonValue:
         if _unstorable(value):
@@ -285,6 +307,7 @@ class JobOut(BaseModel):
     depends_on: list[UUID] | None = Field(default=None, description="the jobs it waits for")
     pending_parents: int = Field(default=0, description="of those, how many are not final yet")
     on_parent_failure: str | None = None
+    unique_key: str | None = Field(default=None, description="a unique job's key")
 
 
 class CanceledOut(JobOut):

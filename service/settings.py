@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     schedule_grace_s: float = Field(
         default=60, gt=0, description="catch_up none: a tick later than this is skipped"
     )
+    max_unique_for_s: float = Field(
+        default=7 * 86400, gt=0, description="the longest unique_for_s a job may ask"
+    )
     max_depends_on: int = Field(
         default=100, ge=1, le=1000, description="the parents one job may name in depends_on"
     )

@@ -4,8 +4,8 @@
    fingerprint for its idempotency key) or `system_job` (the service's own, or the
    benchmark's) makes a `rows.NewJob`;
 2. `record_group` (single submits, written together by `service.group_commit`),
-   `record_batch` (a batch request, all or nothing; jobs with parents through
-   `service.dependencies`) or `record_sync` (the reconciler, the
+   `record_batch` (a batch request, all or nothing; jobs with parents and unique jobs
+   through `service.recording`) or `record_sync` (the reconciler, the
    benchmark) commits it; a repeated idempotency key gives back the first job, or
    IdempotencyKeyReused if the request differs;
 3. `hand_over` (the API) or `broker.enqueue_known` (the reconciler, a worker's released
@@ -40,9 +40,11 @@ from service import (
     keys,
     ledger,
     metrics,
+    recording,
     registry,
     sql,
     tracing,
+    uniqueness,
 )
 from service.enqueued import EnqueuedMarks
 from service.rows import JobRow, NewJob
@@ -87,6 +89,11 @@ def prepare(
             "callbacks with"
         )
     parents = dependencies.parent_ids(spec.depends_on or [], refs, settings.max_depends_on)
+    unique_for_s = spec.unique_for_s or task.unique_for_s
+    _within("unique_for_s", unique_for_s, settings.max_unique_for_s)
+    unique_key, unique_states = uniqueness.key_of(
+        task.name, args, unique_for_s, spec.unique_key, spec.unique_states
+    )
     return NewJob(
         id=job_id or uuid4(),
         task=task.name,
@@ -105,6 +112,9 @@ def prepare(
         trace_context=tracing.traceparent(),
         depends_on=parents,
         on_parent_failure=(spec.on_parent_failure or "cancel") if parents else None,
+        unique_key=unique_key,
+        unique_for_s=unique_for_s,
+        unique_states=unique_states,
     )
 
 
@@ -179,7 +189,14 @@ def system_job(
 
 # Fields added to JobIn after keys were first fingerprinted count only when given, so a
 # request repeated across an upgrade keeps its fingerprint.
-_ADDED_FIELDS = ("depends_on", "on_parent_failure", "ref")
+_ADDED_FIELDS = (
+    "depends_on",
+    "on_parent_failure",
+    "ref",
+    "unique_for_s",
+    "unique_key",
+    "unique_states",
+)
 
 
 def _fingerprint(spec: JobIn) -> str:
@@ -223,8 +240,8 @@ async def record_batch(
 ) -> tuple[list[JobRow], list[JobRow]]:
     """Commit jobs all or nothing (a refused idempotency key undoes the whole batch);
     returns every job's row in the batch's order, and the rows that are new."""
-    if any(job.depends_on for job in batch):
-        pairs = await dependencies.record(conn, batch)
+    if recording.needed(batch):
+        pairs = await recording.record(conn, batch)
     else:
         answers = await _record(conn, batch, all_or_nothing=True)
         pairs = [a for a in answers if not isinstance(a, Exception)]  # a refusal was raised

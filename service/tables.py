@@ -90,6 +90,7 @@ jobs = Table(
     Column("pending_parents", Integer, nullable=False, server_default=text("0")),
     Column("on_parent_failure", Text),
     Column("has_children", Boolean, nullable=False, server_default=text("false")),
+    Column("unique_key", Text),  # a unique job's key (service.uniqueness)
     CheckConstraint(f"status IN ({_statuses})", name="status"),
     CheckConstraint("attempt >= 0", name="attempt"),
     CheckConstraint("max_attempts >= 1", name="max_attempts"),
@@ -138,6 +139,14 @@ Index(
     jobs.c.depends_on,
     postgresql_using="gin",
     postgresql_where=text("depends_on IS NOT NULL"),
+)
+# Unique jobs: the owner's newest jobs of a key.
+Index(
+    "ix_jobs_unique_key",
+    jobs.c.owner,
+    jobs.c.unique_key,
+    jobs.c.created_at.desc(),
+    postgresql_where=text("unique_key IS NOT NULL"),
 )
 # One job per client and idempotency key; the index, not a check-then-insert, decides.
 Index(

@@ -95,3 +95,13 @@ def add_parents(args: AddArgs) -> int:
     chain, read through the task's context (after `sleep_s`)."""
     time.sleep(args.sleep_s)
     return args.value + sum(p["result"] or 0 for p in parents() if p["status"] == "finished")
+
+
+class SyncArgs(TaskArgs):
+    customer: int
+
+
+@task(name="sync_customer", timeout_s=30, unique_for_s=300)
+def sync_customer(args: SyncArgs) -> int:
+    """A task whose jobs are unique by default: one sync of a customer at a time."""
+    return args.customer

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from service import broker, errors, ledger, listing, ratelimit, submit, watch
+from service import broker, errors, ledger, listing, ratelimit, recording, submit, watch
 from service.api.deps import (
     ClientDep,
     ConnDep,
@@ -59,7 +59,11 @@ _errors = problems(
                 429: _TOO_MANY,
             }
         ),
-        200: {"description": "the job first submitted with this Idempotency-Key", "model": JobOut},
+        200: {
+            "description": "the job first submitted with this Idempotency-Key, or the job a"
+            " unique job repeats",
+            "model": JobOut,
+        },
     },
 )
 async def submit_job(
@@ -77,7 +81,7 @@ async def submit_job(
     """Record the job in the ledger, then put it on its RQ queue; answers 202 with the job.
     With `depends_on` it waits as `waiting` until its parents are final."""
     new = submit.prepare(body, settings, client.name, idempotency_key)
-    if new.depends_on:  # its parents are locked while it is recorded: a transaction of its own
+    if recording.needed([new]):  # parents or a unique key to lock: a transaction of its own
         async with brief_connection(request) as conn:
             [row], fresh = await submit.record_batch(conn, [new])
         [row] = await submit.hand_over(redis, request.app.state.marks, settings, [row])

@@ -175,6 +175,10 @@ def test_workflows_from_the_client_and_the_shell(stack: Stack, api_key: str, tmp
     assert child.returncode == 0, child.stderr
     assert json.loads(child.stdout)["depends_on"] == [a]
 
+    unique = ("submit", "echo", "{}", "--unique-for", "60", "--delay", "60")  # stays scheduled
+    once = [jobsvc(stack, api_key, *unique) for _ in range(2)]
+    assert json.loads(once[0].stdout)["id"] == json.loads(once[1].stdout)["id"]
+
     cycle = tmp_path / "cycle.json"
     cycle.write_text(json.dumps({"jobs": [{"ref": "x", "task": "echo", "depends_on": ["x"]}]}))
     refused = jobsvc(stack, api_key, "batch", str(cycle))
