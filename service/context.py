@@ -15,7 +15,7 @@ from uuid import UUID
 
 from sqlalchemy import Engine
 
-from service import ledger, storage
+from service import dependencies, ledger, storage
 from service.settings import Settings
 
 
@@ -86,7 +86,7 @@ def parents() -> list[dict[str, object]]:
     if not ctx.depends_on:
         return []
     with ctx.engine().connect() as conn:
-        return ledger.parents(conn, ctx.job_id)
+        return dependencies.parents(conn, ctx.job_id)
 
 
 def task_stats(since: datetime, until: datetime) -> list[dict[str, object]]:

@@ -18,8 +18,9 @@ from uuid import UUID, uuid4
 
 from redis import Redis
 from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import broker, db, errors, ledger, outcomes
+from service import broker, db, errors, ledger, outcomes, sql
 from service.ledger_writer import LedgerWriter
 from service.rows import JobRow, NewJob
 from service.schemas import BatchIn
@@ -139,6 +140,33 @@ def starting_states(jobs: list[NewJob], statuses: Mapping[UUID, str]) -> list[Ne
     return [settled[job.id] for job in jobs]
 
 
+# ---------------------------------------------------------------- the ledger's part
+
+
+async def lock_parents(conn: AsyncConnection, owner: str, ids: Sequence[UUID]) -> dict[UUID, str]:
+    """The owner's jobs among `ids`, marked as parents and locked until the transaction
+    ends: each one's status (ids that are not the owner's jobs are left out)."""
+    found = await sql.fetch(conn, sql.query("lock_parents"), ids=list(ids), owner=owner)
+    return {row["id"]: row["status"] for row in found}
+
+
+def released_children(conn: SyncConnection, parents: Sequence[UUID]) -> list[JobRow]:
+    """Children that the end of `parents` released, not yet handed to RQ."""
+    found = sql.rows(conn, sql.query("released_children"), parents=list(parents))
+    return [JobRow.of(r) for r in found]
+
+
+async def released_children_async(conn: AsyncConnection, parents: Sequence[UUID]) -> list[JobRow]:
+    """`released_children`, for the API (a cancel releases a `run` child)."""
+    found = await sql.fetch(conn, sql.query("released_children"), parents=list(parents))
+    return [JobRow.of(r) for r in found]
+
+
+def parents(conn: SyncConnection, job_id: UUID) -> list[dict[str, object]]:
+    """The job's parents (id, task, status, result, error), in its depends_on's order."""
+    return [dict(row) for row in sql.rows(conn, sql.query("parents"), id=job_id)]
+
+
 # ---------------------------------------------------------------- after a parent ends
 
 
@@ -153,7 +181,7 @@ def hand_over_children(
     """A worker's hand-over of the children its outcome released; the reconciler is the
     fallback, so a failure here is logged, not raised."""
     try:
-        children = writer.write(ledger.released_children, [parent]) or []
+        children = writer.write(released_children, [parent]) or []
         sent = broker.enqueue_known(redis, children, settings.result_ttl_s)
         if sent:
             writer.write(_mark_sent, [row.id for row in sent])

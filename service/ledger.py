@@ -6,7 +6,8 @@ The statements themselves are in `queries.sql`. The API calls the `async` functi
 worker writes in autocommit, one round trip per statement; the reconciler commits only
 after Redis took what it picked.
 Every function returns `JobRow`s (or `EventRow`s), whichever driver read them. Listing
-with filters and cursors is `service.listing`.
+with filters and cursors is `service.listing`; the statements of dependencies and unique
+jobs are with them, in `service.dependencies` and `service.uniqueness`.
 """
 
 import os
@@ -103,32 +104,6 @@ def insert_jobs_sync(conn: SyncConnection, batch: list[NewJob], actor: str) -> l
 async def by_idempotency_keys(conn: AsyncConnection, owner: str, keys: list[str]) -> list[JobRow]:
     """The owner's jobs submitted with these idempotency keys."""
     return _jobs(await sql.fetch(conn, sql.query("by_idempotency_keys"), owner=owner, keys=keys))
-
-
-async def unique_firsts(
-    conn: AsyncConnection, owner: str, wanted: Sequence[tuple[str, float, Sequence[str]]]
-) -> dict[int, JobRow]:
-    """For each (unique key, window in seconds, statuses that count), by its index, the
-    owner's newest job that makes a new one of that key a duplicate. The keys are locked
-    until the transaction ends: of two submits of one key, the second sees the first."""
-    keys = [key for key, _, _ in wanted]
-    await sql.execute(conn, sql.query("lock_unique_keys"), owner=owner, keys=keys)
-    found = await sql.fetch(
-        conn,
-        sql.query("unique_firsts"),
-        owner=owner,
-        keys=keys,
-        within_s=[within for _, within, _ in wanted],
-        states=[",".join(states) for _, _, states in wanted],
-    )
-    return {row["wanted"] - 1: JobRow.of(row) for row in found}
-
-
-async def lock_parents(conn: AsyncConnection, owner: str, ids: Sequence[UUID]) -> dict[UUID, str]:
-    """The owner's jobs among `ids`, marked as parents and locked until the transaction
-    ends: each one's status (ids that are not the owner's jobs are left out)."""
-    found = await sql.fetch(conn, sql.query("lock_parents"), ids=list(ids), owner=owner)
-    return {row["id"]: row["status"] for row in found}
 
 
 async def first_jobs(
@@ -315,21 +290,6 @@ def progress(
 
 
 # ---------------------------------------------------------------- what tasks read and change
-
-
-def released_children(conn: SyncConnection, parents: Sequence[UUID]) -> list[JobRow]:
-    """Children that the end of `parents` released, not yet handed to RQ."""
-    return _many(conn, "released_children", parents=list(parents))
-
-
-async def released_children_async(conn: AsyncConnection, parents: Sequence[UUID]) -> list[JobRow]:
-    """`released_children`, for the API (a cancel releases a `run` child)."""
-    return _jobs(await sql.fetch(conn, sql.query("released_children"), parents=list(parents)))
-
-
-def parents(conn: SyncConnection, job_id: UUID) -> list[dict[str, object]]:
-    """The job's parents (id, task, status, result, error), in its depends_on's order."""
-    return [dict(row) for row in sql.rows(conn, sql.query("parents"), id=job_id)]
 
 
 def job(conn: SyncConnection, job_id: UUID) -> JobRow | None:

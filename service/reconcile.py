@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from service import broker, db, ledger, metrics, registry, schedules, submit
-from service.dependencies import ends_a_parent
+from service.dependencies import ends_a_parent, released_children
 from service.redelivery import DeliveryCheck
 from service.rows import JobRow
 from service.settings import Settings
@@ -120,7 +120,7 @@ class Reconciler:
         repairs.requeued_lost += len(again)
         repairs.failed_lost += len(rows) - len(again)
         if parents := [row.id for row in rows if ends_a_parent(row)]:  # their children too
-            again += ledger.released_children(conn, parents)
+            again += released_children(conn, parents)
         return again
 
     def _release_due(self, conn: Connection, repairs: Repairs) -> list[JobRow]:

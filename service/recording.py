@@ -38,7 +38,7 @@ async def record(conn: AsyncConnection, jobs: list[NewJob]) -> list[tuple[JobRow
         fresh_ids = {job.id for job in fresh}
         named = {p for job in fresh for p in job.depends_on}
         outside = sorted(named - fresh_ids)
-        statuses = await ledger.lock_parents(conn, owner, outside) if outside else {}
+        statuses = await dependencies.lock_parents(conn, owner, outside) if outside else {}
         if unknown := [p for p in outside if p not in statuses]:
             raise errors.ParentsUnknown(unknown)
         ready = dependencies.starting_states(fresh, statuses)
@@ -46,7 +46,7 @@ async def record(conn: AsyncConnection, jobs: list[NewJob]) -> list[tuple[JobRow
         if len(created) < len(ready):  # another request took a key since `_firsts`
             raise errors.SubmittedConcurrently()
         if inside := sorted(named & fresh_ids):
-            await ledger.lock_parents(conn, owner, inside)
+            await dependencies.lock_parents(conn, owner, inside)
     by_id = {row.id: row for row in created}
     for task_name, n in Counter(row.task for row in created).items():
         metrics.SUBMITTED.labels(task_name).inc(n)

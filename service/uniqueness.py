@@ -5,7 +5,7 @@ idempotency key does).
 A job is unique when its submit (or its task) gives `unique_for_s`. Its key is the
 client's `unique_key`, or else its task and canonical args. The statuses that count are
 `unique_states`, by default those not final: a job that ended does not stop the next.
-Keys are locked for the recording transaction (`ledger.unique_firsts`), so concurrent
+Keys are locked for the recording transaction (`_recorded`), so concurrent
 duplicates resolve to one row.
 """
 
@@ -16,7 +16,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import errors, ledger
+from service import errors, sql
 from service.rows import JobRow, JsonObject, NewJob
 from service.tables import TERMINAL, Status
 
@@ -54,7 +54,7 @@ async def firsts(
     if not unique:
         return {}
     wanted = [(job.unique_key or "", job.unique_for_s or 0.0, job.unique_states) for job in unique]
-    recorded = await ledger.unique_firsts(conn, unique[0].owner, wanted)
+    recorded = await _recorded(conn, unique[0].owner, wanted)
     same_batch: dict[UUID, UUID] = {}
     first_here: dict[str, UUID] = {}
     for n, job in enumerate(unique):
@@ -66,3 +66,22 @@ async def firsts(
         else:
             first_here[key] = job.id
     return same_batch
+
+
+async def _recorded(
+    conn: AsyncConnection, owner: str, wanted: Sequence[tuple[str, float, Sequence[str]]]
+) -> dict[int, JobRow]:
+    """For each (unique key, window in seconds, statuses that count), by its index, the
+    owner's newest job that makes a new one of that key a duplicate. The keys are locked
+    until the transaction ends: of two submits of one key, the second sees the first."""
+    keys = [key for key, _, _ in wanted]
+    await sql.execute(conn, sql.query("lock_unique_keys"), owner=owner, keys=keys)
+    found = await sql.fetch(
+        conn,
+        sql.query("unique_firsts"),
+        owner=owner,
+        keys=keys,
+        within_s=[within for _, within, _ in wanted],
+        states=[",".join(states) for _, _, states in wanted],
+    )
+    return {row["wanted"] - 1: JobRow.of(row) for row in found}

@@ -9,7 +9,17 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from service import broker, errors, ledger, listing, ratelimit, recording, submit, watch
+from service import (
+    broker,
+    dependencies,
+    errors,
+    ledger,
+    listing,
+    ratelimit,
+    recording,
+    submit,
+    watch,
+)
 from service.api.deps import (
     ClientDep,
     ConnDep,
@@ -258,7 +268,7 @@ async def cancel(
     its worker can stop it, and its outcome is discarded in any case."""
     row, was_running = await ledger.cancel(conn, job_id, client.owner_filter)
     if row.has_children:  # children that run whatever their parents' outcome are released
-        released = await ledger.released_children_async(conn, [job_id])
+        released = await dependencies.released_children_async(conn, [job_id])
         await submit.hand_over(redis, request.app.state.marks, settings, released)
     if not was_running:
         await run_in_threadpool(broker.withdraw, redis, job_id)
