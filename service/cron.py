@@ -103,8 +103,9 @@ def due(
         next_fire_at if catch_up == "all" else max(next_fire_at, now - timedelta(seconds=grace_s))
     )
     fires: list[datetime] = []
-    for tick in _after(expr, tz, start - _ONE_SECOND):
+    for tick in _after(expr, tz, start - _ONE_SECOND):  # whole seconds: from `start`'s own
         if tick > now or len(fires) == most:
             return fires, tick
-        fires.append(tick)
+        if tick >= start:
+            fires.append(tick)
     raise AssertionError("a cron expression's ticks do not end")  # pragma: no cover

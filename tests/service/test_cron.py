@@ -74,6 +74,10 @@ def test_catch_up_none_skips_what_is_over_the_grace() -> None:
     )
 
     assert late == ([], utc(2026, 1, 3, 6))
+    just_over = cron.due(
+        "* * * * * *", "UTC", utc(2026, 1, 1), utc(2026, 1, 1, 0, 0, 9, 900_000), "none", 2, 100
+    )
+    assert just_over[0] == [utc(2026, 1, 1, 0, 0, 8), utc(2026, 1, 1, 0, 0, 9)]  # not 7: 2.9 s
     assert on_time == ([utc(2026, 1, 3, 5)], utc(2026, 1, 3, 6))
 
 
