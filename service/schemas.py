@@ -201,7 +201,9 @@ class ScheduleIn(BaseModel):
     )
     task: str = Field(min_length=1, max_length=200, examples=["generate_report"])
     args: dict[str, JsonValue] = Field(default_factory=dict, examples=[{"kind": "daily"}])
-    queue: str | None = Field(default=None, max_length=200)
+    queue: str | None = Field(
+        default=None, max_length=200, description="default: the task's", examples=["reports"]
+    )
     catch_up: Literal["latest", "all", "none"] = Field(
         default="latest",
         description="after the reconcilers were down: fire every missed tick (`all`, up to 100"
@@ -209,7 +211,9 @@ class ScheduleIn(BaseModel):
         " late (`none`)",
         examples=["latest"],
     )
-    paused: bool = Field(default=False, description="a paused schedule fires nothing")
+    paused: bool = Field(
+        default=False, description="a paused schedule fires nothing", examples=[False]
+    )
 
     @field_validator("name", "cron", "timezone", "task", "queue", "args")
     @classmethod
@@ -223,13 +227,13 @@ class SchedulePatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, pattern=_SCHEDULE_NAME)
-    cron: str | None = Field(default=None, min_length=1, max_length=200)
-    timezone: str | None = Field(default=None, min_length=1, max_length=64)
-    task: str | None = Field(default=None, min_length=1, max_length=200)
-    args: dict[str, JsonValue] | None = None
-    queue: str | None = Field(default=None, max_length=200)
-    catch_up: Literal["latest", "all", "none"] | None = None
+    name: str | None = Field(default=None, pattern=_SCHEDULE_NAME, examples=["nightly-report"])
+    cron: str | None = Field(default=None, min_length=1, max_length=200, examples=["30 2 * * *"])
+    timezone: str | None = Field(default=None, min_length=1, max_length=64, examples=["UTC"])
+    task: str | None = Field(default=None, min_length=1, max_length=200, examples=["echo"])
+    args: dict[str, JsonValue] | None = Field(default=None, examples=[{"value": 1}])
+    queue: str | None = Field(default=None, max_length=200, examples=["default"])
+    catch_up: Literal["latest", "all", "none"] | None = Field(default=None, examples=["all"])
     paused: bool | None = Field(default=None, examples=[True])
 
     @field_validator("name", "cron", "timezone", "task", "queue", "args")

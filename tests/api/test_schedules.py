@@ -181,3 +181,24 @@ async def test_names_are_unique_per_client_and_the_count_is_capped(
     async with api_client(settings.model_copy(update={"max_schedules": 2}), api_key) as capped:
         over = await capped.post("/schedules", json={**NIGHTLY, "name": "third"})
     assert over.status_code == 422 and "JOBS_MAX_SCHEDULES" in over.text
+
+
+async def test_every_new_field_is_documented_with_an_example(client: httpx.AsyncClient) -> None:
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    fields = {
+        "EchoJob": [
+            "depends_on",
+            "on_parent_failure",
+            "unique_for_s",
+            "unique_key",
+            "unique_states",
+        ],
+        "BatchJobIn": ["ref", "depends_on"],
+        "BatchIn": ["on_complete"],
+        "ScheduleIn": ["name", "cron", "timezone", "task", "args", "queue", "catch_up", "paused"],
+        "SchedulePatch": ["name", "cron", "timezone", "paused", "catch_up"],
+    }
+    for model, names in fields.items():
+        properties = schemas[model]["properties"]
+        for name in names:
+            assert properties[name].get("examples"), f"{model}.{name}"
