@@ -25,7 +25,7 @@ def zone(name: str) -> ZoneInfo:
     """The IANA time zone `name` (OptionInvalid if there is none)."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
         raise errors.OptionInvalid(
             f"timezone {name[:100]!r} is not an IANA time zone name (e.g. Europe/Paris, UTC)"
         ) from None

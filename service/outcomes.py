@@ -2,11 +2,14 @@
 shows), whether it may be retried and when, and whether the queued payload is the job the
 ledger recorded at all."""
 
+import os
 import random
 from typing import Any
 
+from redis.exceptions import RedisError
 from rq.exceptions import DeserializationError
 from rq.job import Job
+from rq.results import Result
 from rq.timeouts import JobTimeoutException
 
 from service import errors, ledger, registry
@@ -49,6 +52,33 @@ def payload_mismatch(job: Job, row: JobRow) -> str | None:
     if planted:
         return f"the queued payload carries what the service never sets: {', '.join(planted)}"
     return None
+
+
+def describe_failure(
+    job: Job,
+    result: Result,
+    execution_id: str | None,
+    stopped_for: str | None,
+    horse_status: int | None,
+) -> dict[str, Any]:
+    """A failed execution's error: the worker's own stop (`stopped_for`), a work horse
+    ended by a signal or an exit (`horse_status`), or what the task raised (its type and
+    message, as the horse kept them for this execution, else the traceback's last line)."""
+    traceback = result.exc_string or ""
+    if stopped_for is not None:
+        return error(stopped_for, STOPS[stopped_for], traceback)
+    if horse_status is not None:
+        status = horse_status
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {status}"
+        return error("killed", f"work horse ended by {how}", traceback)
+    try:
+        remembered = job.get_meta(refresh=True).get("error") or {}
+    except RedisError:
+        remembered = {}
+    if remembered.get("execution_id") == execution_id:
+        return error(remembered["type"], remembered["message"], traceback, remembered["permanent"])
+    last_line = traceback.strip().splitlines()[-1] if traceback.strip() else "job failed"
+    return error("error", last_line, traceback)
 
 
 def error_type(exc_type: type[BaseException]) -> str:

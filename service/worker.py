@@ -1,20 +1,16 @@
-"""RQ workers that keep the ledger current.
+"""RQ workers that keep the ledger current. All ledger writes happen in the worker's main
+process, around RQ's own `execute_job`:
 
-All ledger writes happen in the worker's main process, around RQ's own `execute_job`:
-
-1. claim the row (`queued → started`, attempt + 1, a short lease); no row means skip the
-   job (canceled, already running, duplicate delivery, or not one of ours);
-2. let RQ run the job: in a forked work horse (`LedgerWorker`) or in-process
-   (`SimpleLedgerWorker`), renewing the lease meanwhile and stopping the job if the lease
-   cannot be kept (`service.lease`);
-3. write the outcome, fenced by the attempt: a `SimpleLedgerWorker`'s success as soon as
-   the job returns, before RQ's own bookkeeping; otherwise what RQ stored for this
-   execution, read once the job has ended; then enqueue the children it released.
-
-So a work horse never touches the database for bookkeeping, a horse killed by a signal is
-recorded like any other failure, and the main process holds its connections for its life.
-Start with `jobsvc worker [--simple]`, or `rq worker -w service.worker.LedgerWorker
--S rq.serializers.JSONSerializer`.
+1. claim the row (`queued → started`, attempt + 1, a short lease); no row: skip the job
+   (canceled, running elsewhere, a duplicate delivery, or not one of ours);
+2. let RQ run it, in a forked work horse (`LedgerWorker`) or in-process
+   (`SimpleLedgerWorker`), renewing the lease and stopping the job if the lease cannot be
+   kept (`service.lease`); a Redis failure in RQ's bookkeeping leaves it to the lease;
+3. write the outcome, fenced by the attempt (a `SimpleLedgerWorker`'s success before RQ's
+   bookkeeping; otherwise what RQ stored for this execution), then enqueue the children
+   it released. So a horse never writes bookkeeping, a horse killed by a signal is a failure
+   like any other, and the main process keeps its connections. Start with `jobsvc worker`
+   (or `rq worker -w service.worker.LedgerWorker -S rq.serializers.JSONSerializer`).
 """
 
 import contextlib
@@ -115,7 +111,11 @@ class LedgerHooks:
             metrics.started(claimed)
             started = time.perf_counter()
             with context.entered(ctx), self._keeping_lease(job):
-                super().execute_job(job, queue)  # type: ignore[misc]
+                try:
+                    super().execute_job(job, queue)  # type: ignore[misc]
+                except RedisError as exc:  # RQ's own bookkeeping; the worker goes on
+                    log.error("job %s: Redis failed (%s); its lease brings it back", job.id, exc)
+                    return
             metrics.RUN_SECONDS.labels(claimed.task).observe(time.perf_counter() - started)
             try:
                 self._record_outcome(job, claimed)
@@ -178,6 +178,14 @@ class LedgerHooks:
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         self._horse_status = ret_val
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[misc]
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> None:
+        """RQ's worker heartbeat, after each job: a Redis that is away does not end the
+        worker (its next dequeue waits for Redis)."""
+        try:
+            super().heartbeat(*args, **kwargs)  # type: ignore[misc]
+        except RedisError as exc:
+            log.warning("worker heartbeat not sent (%s)", exc)
 
     def serialize(self) -> dict[str, Any]:
         """RQ's worker record, plus whether this worker can stop a running job."""
@@ -278,7 +286,10 @@ class LedgerHooks:
         if result.type == Result.Type.SUCCESSFUL:
             self._record_success(row, result.return_value)
         else:
-            self._noted(row, self._record_failure(row, self._describe_failure(job, result)))
+            failure = outcomes.describe_failure(
+                job, result, self._execution_id, self._stopped_for, self._horse_status
+            )
+            self._noted(row, self._record_failure(row, failure))
 
     def _record_success(self, row: JobRow, value: Any) -> None:
         try:
@@ -314,25 +325,6 @@ class LedgerHooks:
             return self.ledger.write(ledger.fail, row.id, row.attempt, error)
         delay_s = outcomes.retry_delay(row.backoff_s, row.attempt, self.settings.max_backoff_s)
         return self.ledger.write(ledger.retry_later, row.id, row.attempt, error, delay_s)
-
-    def _describe_failure(self, job: Job, result: Result) -> dict[str, Any]:
-        traceback = result.exc_string or ""
-        if self._stopped_for is not None:
-            return outcomes.error(self._stopped_for, outcomes.STOPS[self._stopped_for], traceback)
-        if self._horse_status is not None:
-            status = self._horse_status
-            how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {status}"
-            return outcomes.error("killed", f"work horse ended by {how}", traceback)
-        try:
-            remembered = job.get_meta(refresh=True).get("error") or {}
-        except RedisError:
-            remembered = {}
-        if remembered.get("execution_id") == self._execution_id:
-            return outcomes.error(
-                remembered["type"], remembered["message"], traceback, remembered["permanent"]
-            )
-        last_line = traceback.strip().splitlines()[-1] if traceback.strip() else "job failed"
-        return outcomes.error("error", last_line, traceback)
 
     def _skip(self, job: Job, queue: Queue) -> None:
         """Forget a dequeued job without running it (the ledger is the record)."""
