@@ -25,6 +25,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import now, utcformat
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from service import errors, registry
 from service.rows import JobRow
@@ -77,6 +78,14 @@ def queue_depths(connection: Redis, names: Sequence[str]) -> dict[str, int]:
     with connection.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.llen(Queue.redis_queue_namespace_prefix + name)
+        return dict(zip(names, pipe.execute(), strict=True))
+
+
+def workers_listening(connection: Redis, names: Sequence[str]) -> dict[str, int]:
+    """How many workers are registered on each queue (RQ's `rq:workers:<queue>` sets)."""
+    with connection.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.scard(WORKERS_BY_QUEUE_KEY % name)
         return dict(zip(names, pipe.execute(), strict=True))
 
 

@@ -44,6 +44,16 @@ class ArgsInvalid(JobServiceError):
         return self.errors
 
 
+class QueueNotFound(JobServiceError):
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        super().__init__(f"no queue named {name[:200]!r}; the queues: {', '.join(known)}")
+
+
+class AdminOnly(JobServiceError):
+    def __init__(self) -> None:
+        super().__init__("only an admin key may do this")
+
+
 class JobNotFound(JobServiceError):
     def __init__(self, job_id: UUID | str) -> None:
         super().__init__(f"no job with id {job_id}")

@@ -1,7 +1,8 @@
 """Listing jobs: the filters `GET /jobs` takes, newest first, in pages with opaque cursors.
 
 One statement (`list_jobs` in `queries.sql`) takes whichever conditions the filters ask
-for; each combination is numbered for asyncpg once and kept.
+for; each combination is numbered for asyncpg once and kept. Bulk operations
+(`service.bulk`) narrow their statements by the same filters (`query`).
 """
 
 import base64
@@ -46,16 +47,11 @@ async def list_jobs(
     conn: AsyncConnection, where: ListFilter, limit: int, cursor: str | None
 ) -> tuple[list[JobRow], str | None]:
     """A page of jobs, newest first, and the cursor of the next page (None on the last)."""
-    given: dict[str, object] = {
-        name: str(value) if isinstance(value, Status) else value
-        for name, value in vars(where).items()
-        if value is not None
-    }
+    filters, given = conditions(where)
     if cursor is not None:
-        given["cursor"] = True
         given["cursor_at"], given["cursor_id"] = _decode_cursor(cursor)
-    conditions = [sql_text for name, sql_text in LIST_FILTERS.items() if name in given]
-    q = _list_query(" AND ".join(conditions) or "true")
+        filters += " AND " + LIST_FILTERS["cursor"]
+    q = _query("list_jobs", filters)
     params = {name: given.get(name) for name in q.params if name != "limit"}
     found = [JobRow.of(r) for r in await sql.fetch(conn, q, limit=limit + 1, **params)]
     if len(found) <= limit:
@@ -64,13 +60,32 @@ async def list_jobs(
     return found[:limit], _encode_cursor(last.created_at, last.id)
 
 
-_list_queries: dict[str, sql.Query] = {}
+def conditions(where: ListFilter) -> tuple[str, dict[str, object]]:
+    """The SQL condition the filters ask for, and its parameters."""
+    given: dict[str, object] = {
+        name: str(value) if isinstance(value, Status) else value
+        for name, value in vars(where).items()
+        if value is not None
+    }
+    chosen = [sql_text for name, sql_text in LIST_FILTERS.items() if name in given]
+    return " AND ".join(chosen) or "true", given
 
 
-def _list_query(filters: str) -> sql.Query:
-    if filters not in _list_queries:
-        _list_queries[filters] = sql.query("list_jobs").formatted(filters=filters)
-    return _list_queries[filters]
+_queries: dict[tuple[str, str], sql.Query] = {}
+
+
+def _query(name: str, filters: str) -> sql.Query:
+    """Statement `name` with `{filters}` filled: numbered once, kept."""
+    if (name, filters) not in _queries:
+        _queries[(name, filters)] = sql.query(name).formatted(filters=filters)
+    return _queries[(name, filters)]
+
+
+def query(name: str, where: ListFilter) -> tuple[sql.Query, dict[str, object]]:
+    """Statement `name` narrowed by `where` (its `{filters}`), and its parameters."""
+    filters, given = conditions(where)
+    q = _query(name, filters)
+    return q, {p: given[p] for p in q.params if p in given}
 
 
 def _encode_cursor(created_at: datetime, job_id: UUID) -> str:

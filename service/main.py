@@ -15,6 +15,7 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 
 from service import broker, db, keys, logs, registry, tracing
 from service.api import (
+    bulk_routes,
     deps,
     fast_poll,
     file_routes,
@@ -24,6 +25,7 @@ from service.api import (
     metrics_routes,
     middleware,
     openapi,
+    queue_routes,
     schedule_routes,
     stream_routes,
     swagger,
@@ -84,10 +86,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if docs:  # a browser cannot send a key: the UI is served only when the document is open
         swagger.install(app, "/openapi.json")
     app.include_router(file_routes.router)  # before jobs: /jobs/uploads is not a job id
+    app.include_router(bulk_routes.router)  # before jobs: /jobs/cancel is not a job id
     app.include_router(job_routes.router)
     app.include_router(stream_routes.router)
     app.include_router(task_routes.router)
     app.include_router(schedule_routes.router)
+    app.include_router(queue_routes.router)
     app.include_router(health_routes.router)
     app.include_router(metrics_routes.router)
     app.openapi = lambda: openapi.document(app, settings)  # type: ignore[method-assign]

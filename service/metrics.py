@@ -134,7 +134,13 @@ class _Current(Collector):
         for queue, (n, age_s) in sorted(self.current.get("backlog", {}).items()):
             backlog.add_metric([queue], n)
             oldest.add_metric([queue], round(age_s, 3))
+        paused = GaugeMetricFamily(
+            "jobsvc_queue_paused", "1 for a queue an operator paused, else 0", labels=["queue"]
+        )
+        for queue, is_paused in sorted(self.current.get("paused", {}).items()):
+            paused.add_metric([queue], int(is_paused))
         yield depth
         yield rows
         yield backlog
         yield oldest
+        yield paused

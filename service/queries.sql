@@ -150,13 +150,15 @@ SELECT 1
 
 -- name: claim
 -- appends: event
--- The row is the lock: only a queued (or due scheduled) job starts, one attempt at a time.
--- The lease is short; the worker renews it while the attempt runs (`renew_lease`).
+-- The row is the lock: only a queued (or due scheduled) job starts, one attempt at a time,
+-- and none of a paused queue. The lease is short; the worker renews it while the attempt
+-- runs (`renew_lease`).
 UPDATE jobs SET status = 'started', attempt = attempt + 1, worker = %(worker)s,
                 claim_token = %(token)s, started_at = now(), updated_at = now(),
                 enqueued_at = coalesce(enqueued_at, now()),
                 lease_expires_at = now() + %(lease_s)s * interval '1 second'
 WHERE id = %(id)s AND (status = 'queued' OR (status = 'scheduled' AND run_at <= now()))
+  AND NOT EXISTS (SELECT 1 FROM queue_states q WHERE q.name = jobs.queue AND q.paused)
 RETURNING *
 
 -- name: reclaim
@@ -389,3 +391,67 @@ WHERE (schedules.cron, schedules.timezone, schedules.task, schedules.args, sched
 -- The system's schedules no longer declared in code.
 DELETE FROM schedules WHERE owner = %(owner)s AND NOT (name = ANY(%(names)s::text[]))
 RETURNING name
+
+-- Queues as objects (`service.queues`).
+
+-- name: paused_queues
+SELECT name FROM queue_states WHERE paused
+
+-- name: queue_states
+SELECT * FROM queue_states
+
+-- name: set_paused
+INSERT INTO queue_states (name, paused, changed_at, changed_by)
+VALUES (%(name)s, %(paused)s, now(), %(by)s)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, changed_at = excluded.changed_at,
+                                 changed_by = excluded.changed_by
+RETURNING *
+
+-- name: queue_census
+-- Per queue: jobs due and waiting (the oldest one's wait, since submitted or due) and jobs
+-- running.
+SELECT queue,
+       count(*) FILTER (WHERE status = 'queued') AS queued,
+       count(*) FILTER (WHERE status = 'started') AS running,
+       extract(epoch FROM now() - min(coalesce(run_at, created_at))
+                                 FILTER (WHERE status = 'queued'))::float8 AS oldest_s
+FROM jobs WHERE status IN ('queued', 'started')
+GROUP BY queue
+
+-- Bulk operations (`service.bulk`): `{filters}` are `GET /jobs`' (`service.listing`).
+
+-- name: bulk_cancelable
+-- The jobs a bulk cancel would change (not final): the oldest, and how many in all.
+SELECT *, count(*) OVER () AS matched FROM jobs
+WHERE {filters} AND status IN ('waiting', 'queued', 'scheduled', 'started')
+ORDER BY created_at LIMIT %(sample)s
+
+-- name: bulk_retryable
+-- The jobs a bulk retry would queue again (failed or canceled, no attempt still running).
+SELECT *, count(*) OVER () AS matched FROM jobs
+WHERE {filters} AND status IN ('failed', 'canceled')
+  AND (lease_expires_at IS NULL OR lease_expires_at < now())
+ORDER BY created_at LIMIT %(sample)s
+
+-- name: bulk_cancel
+-- appends: event
+-- As `cancel`, for up to `limit` of the oldest matching jobs. A running one keeps its
+-- lease (so `lease_expires_at` tells which ones were running).
+UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now(),
+                lease_expires_at = CASE WHEN status = 'started' THEN lease_expires_at END
+WHERE id IN (SELECT id FROM jobs
+             WHERE {filters} AND status IN ('waiting', 'queued', 'scheduled', 'started')
+             ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING *
+
+-- name: bulk_retry
+-- appends: event
+-- As `retry`, for up to `limit` of the oldest matching jobs.
+UPDATE jobs SET status = 'queued', max_attempts = greatest(max_attempts, attempt + 1),
+                result = NULL, finished_at = NULL, run_at = NULL, lease_expires_at = NULL,
+                enqueued_at = NULL, checked_at = NULL, updated_at = now()
+WHERE id IN (SELECT id FROM jobs
+             WHERE {filters} AND status IN ('failed', 'canceled')
+               AND (lease_expires_at IS NULL OR lease_expires_at < now())
+             ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING *

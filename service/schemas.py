@@ -174,105 +174,16 @@ class BatchIn(BaseModel):
         return value
 
 
-_SCHEDULE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$"
-
-
-class ScheduleIn(BaseModel):
-    """A cron schedule: a job of `task` with `args` at each tick, as your job."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(
-        pattern=_SCHEDULE_NAME, description="unique among yours", examples=["nightly-report"]
-    )
-    cron: str = Field(
-        min_length=1,
-        max_length=200,
-        description="5 fields (minute hour day month weekday), or 6 with seconds first; "
-        "ticks at most every JOBS_SCHEDULE_MIN_INTERVAL_S",
-        examples=["0 3 * * *"],
-    )
-    timezone: str = Field(
-        default="UTC",
-        min_length=1,
-        max_length=64,
-        description="IANA time zone the cron is read in; DST follows Debian cron's rules",
-        examples=["Europe/Paris"],
-    )
-    task: str = Field(min_length=1, max_length=200, examples=["generate_report"])
-    args: dict[str, JsonValue] = Field(default_factory=dict, examples=[{"kind": "daily"}])
-    queue: str | None = Field(
-        default=None, max_length=200, description="default: the task's", examples=["reports"]
-    )
-    catch_up: Literal["latest", "all", "none"] = Field(
-        default="latest",
-        description="after the reconcilers were down: fire every missed tick (`all`, up to 100"
-        " a pass), only the latest (`latest`), or only those at most JOBS_SCHEDULE_GRACE_S"
-        " late (`none`)",
-        examples=["latest"],
-    )
-    paused: bool = Field(
-        default=False, description="a paused schedule fires nothing", examples=[False]
-    )
-
-    @field_validator("name", "cron", "timezone", "task", "queue", "args")
-    @classmethod
-    def _storable(cls, value: JsonValue) -> JsonValue:
-        return JobIn._storable(value)
-
-
-class SchedulePatch(BaseModel):
-    """The fields to change; a new cron or timezone, or `paused: false`, starts from the
-    next tick after now."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, pattern=_SCHEDULE_NAME, examples=["nightly-report"])
-    cron: str | None = Field(default=None, min_length=1, max_length=200, examples=["30 2 * * *"])
-    timezone: str | None = Field(default=None, min_length=1, max_length=64, examples=["UTC"])
-    task: str | None = Field(default=None, min_length=1, max_length=200, examples=["echo"])
-    args: dict[str, JsonValue] | None = Field(default=None, examples=[{"value": 1}])
-    queue: str | None = Field(default=None, max_length=200, examples=["default"])
-    catch_up: Literal["latest", "all", "none"] | None = Field(default=None, examples=["all"])
-    paused: bool | None = Field(default=None, examples=[True])
-
-    @field_validator("name", "cron", "timezone", "task", "queue", "args")
-    @classmethod
-    def _storable(cls, value: JsonValue) -> JsonValue:
-        return JobIn._storable(value)
-
-
-class ScheduledJobOut(BaseModel):
-    id: UUID
-    status: Status
-    scheduled_for: datetime | None = Field(description="the tick it was fired for")
-    created_at: datetime
-
-
-class ScheduleOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: UUID
+class QueueOut(BaseModel):
     name: str
-    owner: str
-    cron: str
-    description: str | None = Field(default=None, description="the cron in words")
-    timezone: str
-    task: str
-    args: dict[str, Any]
-    queue: str | None
-    catch_up: str
+    queued: int = Field(description="jobs due and waiting for a worker, by the ledger")
+    oldest_age_s: float = Field(description="how long the oldest of them has waited")
+    running: int
     paused: bool
-    next_fire_at: datetime = Field(description="its first tick not fired yet")
-    next_fires: list[datetime] = Field(
-        default_factory=list, description="its next five ticks (none while paused)"
-    )
-    last_fired_at: datetime | None
-    last_jobs: list[ScheduledJobOut] = Field(
-        default_factory=list, description="the newest jobs it fired, newest first"
-    )
-    created_at: datetime
-    updated_at: datetime
+    paused_at: datetime | None = None
+    paused_by: str | None = None
+    in_redis: int = Field(description="job ids in its RQ list")
+    workers: int = Field(description="workers listening on it")
 
 
 class ErrorOut(BaseModel):
@@ -324,6 +235,44 @@ class BatchOut(BaseModel):
         default_factory=dict, description="each `ref` of the batch and its job's id"
     )
     on_complete: JobOut | None = None
+
+
+class BulkIn(BaseModel):
+    """Which jobs a bulk operation changes: `GET /jobs`' filters (all of them optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status | None = Field(default=None, examples=["failed"])
+    task: str | None = Field(default=None, min_length=1, max_length=200, examples=["send_email"])
+    queue: str | None = Field(default=None, min_length=1, max_length=200, examples=["email"])
+    created_after: AwareDatetime | None = Field(default=None, examples=["2026-11-28T06:00:00Z"])
+    created_before: AwareDatetime | None = Field(default=None, examples=["2026-11-28T07:00:00Z"])
+    owner: str | None = Field(
+        default=None, max_length=100, description="an admin's filter: one client's jobs"
+    )
+    dry_run: bool = Field(
+        default=False, description="change nothing: count the jobs and show some", examples=[True]
+    )
+    limit: int = Field(
+        default=1000,
+        ge=1,
+        description="the most jobs changed, up to JOBS_BULK_LIMIT",
+        examples=[500],
+    )
+
+    @field_validator("task", "queue", "owner")
+    @classmethod
+    def _storable(cls, value: JsonValue) -> JsonValue:
+        return JobIn._storable(value)
+
+
+class BulkOut(BaseModel):
+    operation: str = Field(description="names the operation in each changed job's event")
+    action: str
+    dry_run: bool
+    matched: int = Field(description="jobs the filters select that the action applies to")
+    affected: int = Field(description="jobs changed (the oldest, up to the limit)")
+    sample: list[JobOut] = Field(description="the first ten of those changed, or matched")
 
 
 class JobPage(BaseModel):

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
         "whose lease runs out (its worker lost) is rescued by the reconciler",
     )
     list_limit_max: int = Field(default=500, ge=1)
+    bulk_limit: int = Field(
+        default=1000, ge=1, description="the most jobs one bulk cancel or retry changes"
+    )
 
     # Worker ledger writes: transient errors are retried for this long
     worker_db_retry_s: float = Field(default=30, ge=0)

@@ -217,6 +217,16 @@ schedules = Table(
 )
 Index("ix_schedules_due", schedules.c.next_fire_at, postgresql_where=text("NOT paused"))
 
+# Queues an operator paused: workers claim nothing from them (service.queues).
+queue_states = Table(
+    "queue_states",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    _ts("changed_at", nullable=False, server_default=func.now()),
+    Column("changed_by", Text),
+)
+
 # record_analytics: events a job carried; (job_id, seq) makes a retried job's insert a no-op.
 analytics_events = Table(
     "analytics_events",

@@ -40,6 +40,7 @@ from service import broker, context, db, errors, lease, ledger, logs, metrics, o
 from service.dependencies import ends_a_parent, hand_over_children
 from service.lease import LeaseKeeper
 from service.ledger_writer import LedgerWriter
+from service.queues import Pauses, pausable, paused_names
 from service.rows import JobRow
 from service.settings import Settings, get_settings
 from service.tables import Status
@@ -65,6 +66,8 @@ class LedgerHooks:
         self.check_interval_s = max(1, settings.lease_s // 3)
         kwargs.setdefault("serializer", JSONSerializer)
         kwargs.setdefault("job_monitoring_interval", self.check_interval_s)
+        pauses = Pauses(lambda: self.ledger.once(paused_names))  # paused queues are left alone
+        kwargs.setdefault("queue_class", pausable(pauses))
         super().__init__(*args, **kwargs)
         self.settings = settings
         registry.load(self.settings.task_modules)

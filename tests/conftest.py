@@ -93,7 +93,9 @@ def redis_conn(settings: Settings) -> Iterator[Redis]:
 def clean_state(sql_engine: Engine, redis_conn: Redis) -> None:
     """Every test starts with an empty ledger and an empty Redis db."""
     with sql_engine.begin() as conn:
-        conn.execute(text("TRUNCATE jobs, job_events, api_keys, analytics_events, schedules"))
+        conn.execute(
+            text("TRUNCATE jobs, job_events, api_keys, analytics_events, schedules, queue_states")
+        )
     redis_conn.flushdb()
 
 

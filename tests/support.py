@@ -23,6 +23,10 @@ RUN_ID = str(os.getpid())
 _NOT_FOR_TESTS = {0, 11}
 
 
+# Every table a test may fill: emptied before each test.
+LEDGER_TABLES = "jobs, job_events, api_keys, analytics_events, schedules, queue_states"
+
+
 def claim_redis_db(url: str) -> tuple[int, Redis]:
     """A Redis database number no other test run holds, and the connection that holds it.
 

@@ -28,6 +28,8 @@ STATUS: dict[type[errors.JobServiceError], int] = {
     errors.ParentsUnknown: 422,
     errors.JobNotFound: 404,
     errors.ScheduleNotFound: 404,
+    errors.QueueNotFound: 404,
+    errors.AdminOnly: 403,
     errors.ArtifactMissing: 404,
     errors.JobAlreadyTerminal: 409,
     errors.JobNotRetryable: 409,

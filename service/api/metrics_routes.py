@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from service import broker, ledger, metrics, registry
+from service import broker, ledger, metrics, registry, sql
 from service.api.deps import brief_connection, key_unless
 from service.schemas import problems
 
@@ -29,8 +29,8 @@ _READ_TIMEOUT_S = 3.0
 )
 async def scrape(request: Request) -> Response:
     """Counters and histograms of the API, workers and reconciler; queue depth, ledger rows
-    by status and each queue's backlog as of now (left out while Redis or PostgreSQL does
-    not answer)."""
+    by status, each queue's backlog and whether it is paused, as of now (left out while
+    Redis or PostgreSQL does not answer)."""
     current: dict[str, Any] = {}
     try:
         current["queue_depth"] = await asyncio.wait_for(
@@ -44,6 +44,8 @@ async def scrape(request: Request) -> Response:
             by_status, backlog = await asyncio.wait_for(ledger.census(conn), _READ_TIMEOUT_S)
             current["ledger_rows"] = by_status
             current["backlog"] = {**dict.fromkeys(registry.queues(), (0, 0.0)), **backlog}
+            paused = await sql.fetch(conn, sql.query("paused_queues"))
+            current["paused"] = {q: q in {r["name"] for r in paused} for q in registry.queues()}
     except Exception as exc:  # as above
         log.warning("metrics: ledger counts unavailable (%s)", type(exc).__name__)
     body = await run_in_threadpool(metrics.exposition, current)

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service import cron, schedules
 from service.api.deps import ClientDep, ConnDep, SettingsDep
 from service.rows import ScheduleRow
-from service.schemas import ScheduleIn, ScheduleOut, SchedulePatch, problems
+from service.schedule_schemas import ScheduleIn, ScheduleOut, SchedulePatch
+from service.schemas import problems
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 

@@ -68,7 +68,9 @@ def world(private: Private, tmp_path: Path) -> Iterator[tuple[Stack, Ledger, Pri
     """A clean private ledger and Redis with the API up; servers restored afterwards."""
     private.ensure_running()
     with private.engine.begin() as conn:
-        conn.execute(text("TRUNCATE jobs, job_events, api_keys, analytics_events, schedules"))
+        conn.execute(
+            text("TRUNCATE jobs, job_events, api_keys, analytics_events, schedules, queue_states")
+        )
     with private.redis_client() as r:
         r.flushall()
     stack = Stack(tmp_path, make_key(private.engine, "tester"), private.env)

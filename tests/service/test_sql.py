@@ -10,7 +10,7 @@ from service import sql
 
 def _statements() -> dict[str, sql.Query]:
     return {
-        name: q.formatted(filters="true") if name == "list_jobs" else q
+        name: q.formatted(filters="true") if "{filters}" in q.text else q
         for name, q in sql.queries().items()
     }
 
@@ -37,5 +37,5 @@ def test_only_transitions_append_an_event() -> None:
     appending = {name for name, q in sql.queries().items() if "INSERT INTO job_events" in q.text}
     assert appending == {
         "insert_jobs", "cancel", "retry", "claim", "finish", "fail", "retry_later", "note",
-        "rescue_expired", "release_due", "mark_redelivered",
+        "rescue_expired", "release_due", "mark_redelivered", "bulk_cancel", "bulk_retry",
     }  # fmt: skip

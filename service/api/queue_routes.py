@@ -1,0 +1,62 @@
+"""`/queues`: each queue's state for operators, and pausing it (admin keys only; the work
+is in `service.queues`)."""
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from service import errors, queues
+from service.api.deps import ClientDep, ConnDep, RedisDep
+from service.keys import Client
+from service.schemas import QueueOut, problems
+
+router = APIRouter(prefix="/queues", tags=["queues"])
+
+_errors = problems(
+    {
+        401: "no API key, or not a live one",
+        403: "not an admin key",
+        503: "the ledger is unreachable",
+    }
+)
+
+
+def _admin(client: Client) -> None:
+    if not client.admin:
+        raise errors.AdminOnly()
+
+
+async def _read_redis(fn: Any, *args: Any) -> Any:
+    return await run_in_threadpool(fn, *args)
+
+
+@router.get("", response_model=list[QueueOut], responses=_errors)
+async def list_queues(conn: ConnDep, redis: RedisDep, client: ClientDep) -> list[QueueOut]:
+    """Every queue: jobs waiting (due) and the oldest one's wait, jobs running, paused or
+    not, its depth in Redis and the workers listening on it."""
+    _admin(client)
+    return [QueueOut(**q) for q in await queues.overview(conn, redis, _read_redis)]
+
+
+async def _set(conn: ConnDep, redis: RedisDep, client: Client, name: str, paused: bool) -> QueueOut:
+    _admin(client)
+    await queues.set_paused(conn, name, paused, client.name)
+    [found] = [q for q in await queues.overview(conn, redis, _read_redis) if q["name"] == name]
+    return QueueOut(**found)
+
+
+_SET_ERRORS = {**_errors, **problems({404: "no such queue"})}
+
+
+@router.post("/{name}/pause", response_model=QueueOut, responses=_SET_ERRORS)
+async def pause(name: str, conn: ConnDep, redis: RedisDep, client: ClientDep) -> QueueOut:
+    """Workers stop claiming jobs of this queue and leave them queued, until it is resumed
+    (the state is in the ledger: it survives restarts). A job already running goes on."""
+    return await _set(conn, redis, client, name, True)
+
+
+@router.post("/{name}/resume", response_model=QueueOut, responses=_SET_ERRORS)
+async def resume(name: str, conn: ConnDep, redis: RedisDep, client: ClientDep) -> QueueOut:
+    """Workers take this queue's jobs again (within a few seconds)."""
+    return await _set(conn, redis, client, name, False)

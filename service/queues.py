@@ -1,0 +1,117 @@
+"""Queues as objects: what each one holds and who serves it, and pausing it
+(architecture.md, "Paused queues").
+
+A paused queue's jobs stay `queued`. Workers do not pop from it: their queue class
+(`pausable`) leaves paused queues out of each dequeue and blocks at most `CHECK_S` at a
+time, so a pause or a resume is seen within seconds. And the claim refuses a job of a
+paused queue in any case (the ledger decides; a job popped just as the pause landed is
+forgotten by the worker and delivered again by the reconciler, to wait in its queue). The
+state is a ledger row: it survives restarts of every process, and Redis flushes.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from redis import Redis
+from rq.exceptions import DequeueTimeout
+from rq.queue import Queue
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service import broker, db, errors, registry, sql
+from service.sql import SyncConnection
+
+log = logging.getLogger(__name__)
+
+CHECK_S = 2  # how often a worker looks at the paused queues (and the longest it blocks)
+
+
+def paused_names(conn: SyncConnection) -> set[str]:
+    return {row["name"] for row in sql.rows(conn, sql.query("paused_queues"))}
+
+
+class Pauses:
+    """A worker's view of the paused queues: read from the ledger at most every `CHECK_S`;
+    the last one known while the ledger does not answer."""
+
+    def __init__(self, read: Callable[[], set[str]]) -> None:
+        self._read = read
+        self._paused: frozenset[str] = frozenset()
+        self._next = 0.0
+
+    def current(self) -> frozenset[str]:
+        if time.monotonic() >= self._next:
+            try:
+                self._paused = frozenset(self._read())
+            except db.SYNC_ERRORS as exc:
+                log.warning("paused queues unknown (%s); the last known apply", db.cause(exc))
+            self._next = time.monotonic() + CHECK_S
+        return self._paused
+
+
+def pausable(pauses: Pauses) -> type[Queue]:
+    """RQ's queue class for a worker that leaves paused queues alone."""
+
+    class PausableQueue(Queue):
+        @classmethod
+        def dequeue_any(
+            cls, queues: Iterable[Queue], timeout: int | None, *args: Any, **kwargs: Any
+        ) -> tuple[Any, Queue] | None:
+            paused = pauses.current()
+            listened = [q for q in queues if q.name not in paused]
+            wait = None if timeout is None else min(timeout, CHECK_S)
+            if not listened:  # every queue paused: wait, then look again
+                if wait is None:
+                    return None
+                time.sleep(wait)
+                raise DequeueTimeout(wait, [q.key for q in queues])
+            return super().dequeue_any(listened, wait, *args, **kwargs)
+
+    return PausableQueue
+
+
+# ---------------------------------------------------------------- the API's part
+
+
+def _known(name: str) -> None:
+    if name not in registry.queues():
+        raise errors.QueueNotFound(name, registry.queues())
+
+
+async def set_paused(conn: AsyncConnection, name: str, paused: bool, by: str) -> dict[str, Any]:
+    """Pause or resume a known queue (QueueNotFound otherwise); its state row."""
+    _known(name)
+    row = await sql.fetch_one(conn, sql.query("set_paused"), name=name, paused=paused, by=by)
+    assert row is not None
+    return dict(row)
+
+
+async def overview(
+    conn: AsyncConnection, redis: Redis, read_redis: Callable[..., Any]
+) -> list[dict[str, Any]]:
+    """Each known queue: its jobs waiting (due, by the ledger) and the oldest one's age,
+    its jobs running, whether it is paused, its depth in Redis, the workers listening.
+    `read_redis(fn, *args)` runs a Redis read off the event loop."""
+    names = registry.queues()
+    states = {r["name"]: r for r in await sql.fetch(conn, sql.query("queue_states"))}
+    counts = {r["queue"]: r for r in await sql.fetch(conn, sql.query("queue_census"))}
+    depths = await read_redis(broker.queue_depths, redis, names)
+    workers = await read_redis(broker.workers_listening, redis, names)
+    out = []
+    for name in names:
+        state, count = states.get(name), counts.get(name)
+        out.append(
+            {
+                "name": name,
+                "queued": count["queued"] if count else 0,
+                "oldest_age_s": max(0.0, count["oldest_s"] or 0.0) if count else 0.0,
+                "running": count["running"] if count else 0,
+                "paused": bool(state and state["paused"]),
+                "paused_at": state["changed_at"] if state and state["paused"] else None,
+                "paused_by": state["changed_by"] if state and state["paused"] else None,
+                "in_redis": depths[name],
+                "workers": workers[name],
+            }
+        )
+    return out
