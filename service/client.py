@@ -15,6 +15,7 @@ import builtins
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -54,6 +55,11 @@ def _schedule_body(
     name: str, cron: str, task: str, args: dict[str, Any] | None, fields: dict[str, Any]
 ) -> Any:
     return {"name": name, "cron": cron, "task": task, "args": args or {}, **fields}
+
+
+def _bulk_body(filters: dict[str, Any]) -> Any:
+    """Datetimes as ISO text; the other filters as they are."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in filters.items()}
 
 
 def _key_header(idempotency_key: str | None) -> dict[str, str]:
@@ -195,6 +201,25 @@ class JobsClient:
     def delete_schedule(self, schedule_id: str) -> None:
         _json(self._http.delete(f"/schedules/{schedule_id}"))
 
+    def cancel_many(self, **filters: Any) -> dict[str, Any]:
+        """Cancel the jobs `GET /jobs`' filters select (status, task, queue, created_after,
+        created_before; owner for an admin), up to `limit`; `dry_run=True` only counts."""
+        return _json(self._http.post("/jobs/cancel", json=_bulk_body(filters)))  # type: ignore[no-any-return]
+
+    def retry_many(self, **filters: Any) -> dict[str, Any]:
+        """Retry the failed or canceled jobs the filters select, as `cancel_many`."""
+        return _json(self._http.post("/jobs/retry", json=_bulk_body(filters)))  # type: ignore[no-any-return]
+
+    def queues(self) -> builtins.list[dict[str, Any]]:
+        """Every queue's state (an admin key)."""
+        return _json(self._http.get("/queues"))  # type: ignore[no-any-return]
+
+    def pause_queue(self, name: str) -> dict[str, Any]:
+        return _json(self._http.post(f"/queues/{name}/pause"))  # type: ignore[no-any-return]
+
+    def resume_queue(self, name: str) -> dict[str, Any]:
+        return _json(self._http.post(f"/queues/{name}/resume"))  # type: ignore[no-any-return]
+
     def stream(self, job_id: str) -> Iterator[tuple[str, Any]]:
         """The job's Server-Sent Events as (event, data) pairs, until the final `job`."""
         with self._http.stream("GET", f"/jobs/{job_id}/stream", timeout=None) as response:
@@ -298,6 +323,21 @@ class AsyncJobsClient:
 
     async def delete_schedule(self, schedule_id: str) -> None:
         _json(await self._http.delete(f"/schedules/{schedule_id}"))
+
+    async def cancel_many(self, **filters: Any) -> dict[str, Any]:
+        return _json(await self._http.post("/jobs/cancel", json=_bulk_body(filters)))  # type: ignore[no-any-return]
+
+    async def retry_many(self, **filters: Any) -> dict[str, Any]:
+        return _json(await self._http.post("/jobs/retry", json=_bulk_body(filters)))  # type: ignore[no-any-return]
+
+    async def queues(self) -> builtins.list[dict[str, Any]]:
+        return _json(await self._http.get("/queues"))  # type: ignore[no-any-return]
+
+    async def pause_queue(self, name: str) -> dict[str, Any]:
+        return _json(await self._http.post(f"/queues/{name}/pause"))  # type: ignore[no-any-return]
+
+    async def resume_queue(self, name: str) -> dict[str, Any]:
+        return _json(await self._http.post(f"/queues/{name}/resume"))  # type: ignore[no-any-return]
 
     async def stream(self, job_id: str) -> AsyncIterator[tuple[str, Any]]:
         async with self._http.stream("GET", f"/jobs/{job_id}/stream", timeout=None) as response:

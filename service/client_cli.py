@@ -1,5 +1,5 @@
-"""`jobsvc submit`, `batch`, `status`, `cancel` and `schedules …`: the API from the shell,
-through `service.client`. The API's address and key come from --url/--key or
+"""`jobsvc submit`, `batch`, `status`, `cancel`, `bulk`, `schedules …` and `queues …`: the
+API from the shell, through `service.client`. The API's address and key come from --url/--key or
 JOBS_URL/JOBS_API_KEY."""
 
 import json
@@ -266,6 +266,67 @@ def schedules_delete(schedule_id: str, url: str, key: str | None) -> None:
     click.echo(f"schedule {schedule_id} deleted", err=True)
 
 
+@click.group()
+def queues() -> None:
+    """Queues (an admin key): list them, pause one, resume it."""
+
+
+@queues.command("list")
+@url_option
+@key_option
+def queues_list(url: str, key: str | None) -> None:
+    """One line a queue: name, waiting, running, oldest wait, workers, paused."""
+    with JobsClient(url, key) as jobs, _api_errors():
+        for q in jobs.queues():
+            state = f"paused by {q['paused_by']}" if q["paused"] else "open"
+            click.echo(
+                f"{q['name']:<12} queued {q['queued']:<6} running {q['running']:<4} "
+                f"oldest {q['oldest_age_s']:.0f} s  workers {q['workers']}  {state}"
+            )
+
+
+def _queue_command(pause: bool) -> Any:
+    @click.argument("name")
+    @url_option
+    @key_option
+    def command(name: str, url: str, key: str | None) -> None:
+        with JobsClient(url, key) as jobs, _api_errors():
+            _print(jobs.pause_queue(name) if pause else jobs.resume_queue(name))
+
+    return command
+
+
+queues.command("pause", help="Workers leave NAME's jobs queued until it is resumed.")(
+    _queue_command(True)
+)
+queues.command("resume", help="Workers take NAME's jobs again.")(_queue_command(False))
+
+
+@click.command()
+@click.argument("action", type=click.Choice(["cancel", "retry"]))
+@click.option("--status", default=None)
+@click.option("--task", default=None)
+@click.option("--queue", default=None)
+@click.option("--created-after", default=None, help="ISO 8601 with a timezone")
+@click.option("--created-before", default=None, help="ISO 8601 with a timezone")
+@click.option("--owner", default=None, help="an admin's filter: one client's jobs")
+@click.option("--limit", type=int, default=None, help="the most jobs changed")
+@click.option("--dry-run", is_flag=True, help="count the jobs and show some; change nothing")
+@url_option
+@key_option
+def bulk(
+    action: str, dry_run: bool, limit: int | None, url: str, key: str | None, **filters: Any
+) -> None:
+    """Cancel or retry every job the filters select (as GET /jobs'); prints the count,
+    how many changed and a sample."""
+    given = {k: v for k, v in filters.items() if v is not None}
+    if limit is not None:
+        given["limit"] = limit
+    with JobsClient(url, key) as jobs, _api_errors():
+        run = jobs.cancel_many if action == "cancel" else jobs.retry_many
+        _print(run(dry_run=dry_run, **given))
+
+
 @contextmanager
 def _api_errors() -> Iterator[None]:
     """Turn API errors into a one-line message and exit status 2."""
@@ -280,4 +341,4 @@ def _api_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-COMMANDS = [submit, batch, status, cancel, schedules]
+COMMANDS = [submit, batch, status, cancel, bulk, schedules, queues]
