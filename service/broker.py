@@ -33,6 +33,8 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+CONCURRENCY_META = "concurrency_key"  # a keyed job's key, in its RQ meta (service.concurrency)
+
 # Nothing from a request is ever unpickled: every RQ object here uses JSON.
 SERIALIZER = JSONSerializer
 
@@ -145,12 +147,16 @@ class _Template:
 
     def fields(self, row: JobRow, created_at: str, enqueued_at: str) -> dict[FieldT, EncodableT]:
         self.job.kwargs = row.args  # RQ's own encoding of the call
-        return {
+        fields: dict[FieldT, EncodableT] = {
             **self.common,
             "created_at": created_at,
             "enqueued_at": enqueued_at,
             "data": zlib.compress(self.job.data),
         }
+        if row.concurrency_key is not None:
+            meta = {CONCURRENCY_META: row.concurrency_key}
+            fields["meta"] = SERIALIZER.dumps(meta)  # type: ignore[no-untyped-call]
+        return fields
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,8 @@ def _insert_params(batch: list[NewJob], actor: str) -> dict[str, object]:
         "on_parent_failure": [job.on_parent_failure for job in batch],
         "error": [None if job.error is None else _json(job.error) for job in batch],
         "unique_key": [job.unique_key for job in batch],
+        "concurrency_key": [job.concurrency_key for job in batch],
+        "max_concurrency": [job.max_concurrency for job in batch],
         "detail": _by(actor),
     }
 
@@ -185,16 +187,20 @@ async def watched(
 
 async def census(
     conn: AsyncConnection,
-) -> tuple[dict[str, int], dict[str, tuple[int, float]]]:
-    """Jobs by status (every status, 0 where none), and by queue the jobs waiting for a
-    worker with the seconds the oldest has waited (the queues that have any)."""
+) -> tuple[dict[str, int], dict[str, tuple[int, float]], dict[str, int]]:
+    """Jobs by status (every status, 0 where none); by queue the jobs waiting for a worker
+    with the seconds the oldest has waited (the queues that have any); by queue the jobs
+    held by a concurrency key."""
     by_status = {str(status): 0 for status in Status}
     backlog: dict[str, tuple[int, float]] = {}
+    held: dict[str, int] = {}
     for row in await sql.fetch(conn, sql.query("census")):
         by_status[row["status"]] += row["n"]
-        if row["status"] == Status.QUEUED:
+        if row["held"]:
+            held[row["queue"]] = held.get(row["queue"], 0) + row["n"]
+        elif row["status"] == Status.QUEUED:
             backlog[row["queue"]] = (row["n"], max(0.0, row["oldest_s"]))
-    return by_status, backlog
+    return by_status, backlog, held
 
 
 async def ping(conn: AsyncConnection) -> None:
@@ -210,12 +216,18 @@ def _one(conn: SyncConnection, name: str, **params: object) -> JobRow | None:
 
 
 def claim(
-    conn: SyncConnection, job_id: UUID, worker: str, lease_s: int, token: str = ""
+    conn: SyncConnection,
+    job_id: UUID,
+    worker: str,
+    lease_s: int,
+    token: str = "",
+    locked_key: str | None = None,
 ) -> JobRow | None:
     """Start the job if it may start (architecture.md, "The row is the lock"), holding a
-    lease of `lease_s`, for the delivery named `token`; None: skip it. Its `started` event
-    names the worker's host and process (`detail.host`, `detail.pid`), whatever the
-    worker's name."""
+    lease of `lease_s`, for the delivery named `token`; None: skip it. A job with a
+    concurrency key starts only if the caller holds that key's lock (`locked_key`,
+    `service.concurrency`). Its `started` event names the worker's host and process
+    (`detail.host`, `detail.pid`), whatever the worker's name."""
     return _one(
         conn,
         "claim",
@@ -223,6 +235,7 @@ def claim(
         worker=worker,
         lease_s=lease_s,
         token=token,
+        locked_key=locked_key,
         detail=_by("worker", host=HOST, pid=os.getpid()),
     )
 

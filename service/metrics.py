@@ -139,8 +139,16 @@ class _Current(Collector):
         )
         for queue, is_paused in sorted(self.current.get("paused", {}).items()):
             paused.add_metric([queue], int(is_paused))
+        held = GaugeMetricFamily(
+            "jobsvc_jobs_held",
+            "Jobs queued but held: their concurrency key is at its limit",
+            labels=["queue"],
+        )
+        for queue, n in sorted(self.current.get("held", {}).items()):
+            held.add_metric([queue], n)
         yield depth
         yield rows
         yield backlog
         yield oldest
         yield paused
+        yield held

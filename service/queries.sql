@@ -19,12 +19,13 @@
 INSERT INTO jobs (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta,
                   run_at, idempotency_key, request_hash, callback_url, trace_context,
                   depends_on, pending_parents, on_parent_failure, error, unique_key,
-                  finished_at, status)
+                  concurrency_key, max_concurrency, finished_at, status)
 SELECT j.id, j.task, j.queue, j.args, j.timeout_s, j.max_attempts, j.backoff_s, j.owner,
        j.meta, CASE WHEN s.start > now() THEN s.start END, j.idempotency_key,
        j.request_hash, j.callback_url, j.trace_context,
        string_to_array(j.depends_on, ',')::uuid[], j.pending_parents, j.on_parent_failure,
-       j.error, j.unique_key, CASE WHEN j.error IS NOT NULL THEN now() END,
+       j.error, j.unique_key, j.concurrency_key, j.max_concurrency,
+       CASE WHEN j.error IS NOT NULL THEN now() END,
        CASE WHEN j.error IS NOT NULL THEN 'canceled'
             WHEN j.pending_parents > 0 THEN 'waiting'
             WHEN s.start > now() THEN 'scheduled' ELSE 'queued' END
@@ -34,10 +35,11 @@ FROM unnest(%(id)s::uuid[], %(task)s::text[], %(queue)s::text[], %(args)s::jsonb
             %(delay_s)s::float8[], %(idempotency_key)s::text[], %(request_hash)s::text[],
             %(callback_url)s::text[], %(trace_context)s::text[], %(depends_on)s::text[],
             %(pending_parents)s::int[], %(on_parent_failure)s::text[], %(error)s::jsonb[],
-            %(unique_key)s::text[])
+            %(unique_key)s::text[], %(concurrency_key)s::text[], %(max_concurrency)s::int[])
        AS j (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta, run_at,
              delay_s, idempotency_key, request_hash, callback_url, trace_context, depends_on,
-             pending_parents, on_parent_failure, error, unique_key)
+             pending_parents, on_parent_failure, error, unique_key, concurrency_key,
+             max_concurrency)
 CROSS JOIN LATERAL
   (SELECT coalesce(j.run_at, now() + j.delay_s * interval '1 second') AS start) AS s
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -140,10 +142,11 @@ SELECT * FROM job_events WHERE job_id = %(job_id)s AND id > %(after)s ORDER BY i
 -- Rows by status and queue, read at each /metrics scrape in one pass: the counts by
 -- status, and the autoscaling signals (the queued rows: jobs due and waiting for a
 -- worker, and how long the oldest has waited, since it was submitted or since it fell
--- due, for a scheduled job or a retry).
-SELECT status, queue, count(*) AS n,
+-- due, for a scheduled job or a retry), apart from the jobs held by a concurrency key
+-- (more workers would not start them).
+SELECT status, queue, held, count(*) AS n,
        extract(epoch FROM now() - min(coalesce(run_at, created_at)))::float8 AS oldest_s
-FROM jobs GROUP BY status, queue
+FROM jobs GROUP BY status, queue, held
 
 -- name: ping
 SELECT 1
@@ -151,14 +154,21 @@ SELECT 1
 -- name: claim
 -- appends: event
 -- The row is the lock: only a queued (or due scheduled) job starts, one attempt at a time,
--- and none of a paused queue. The lease is short; the worker renews it while the attempt
--- runs (`renew_lease`).
+-- and none of a paused queue. A job with a concurrency key starts only by a claim that
+-- holds the key's lock (`service.concurrency`: `locked_key`, so that the count of its
+-- running jobs is fresh) and while fewer than `max_concurrency` of them run. The lease is
+-- short; the worker renews it while the attempt runs (`renew_lease`).
 UPDATE jobs SET status = 'started', attempt = attempt + 1, worker = %(worker)s,
                 claim_token = %(token)s, started_at = now(), updated_at = now(),
                 enqueued_at = coalesce(enqueued_at, now()),
                 lease_expires_at = now() + %(lease_s)s * interval '1 second'
 WHERE id = %(id)s AND (status = 'queued' OR (status = 'scheduled' AND run_at <= now()))
   AND NOT EXISTS (SELECT 1 FROM queue_states q WHERE q.name = jobs.queue AND q.paused)
+  AND (jobs.concurrency_key IS NULL
+       OR (jobs.concurrency_key = %(locked_key)s
+           AND (SELECT count(*) FROM jobs r
+                WHERE r.concurrency_key = jobs.concurrency_key AND r.status = 'started')
+               < jobs.max_concurrency))
 RETURNING *
 
 -- name: reclaim
@@ -271,9 +281,10 @@ WHERE id IN (
 RETURNING *
 
 -- name: unchecked_queued
--- Queued rows not seen in Redis for a while (or never enqueued), locked for checking.
+-- Queued rows not seen in Redis for a while (or never enqueued), locked for checking (a
+-- held job is out of Redis on purpose).
 SELECT * FROM jobs
-WHERE status = 'queued'
+WHERE status = 'queued' AND NOT held
   AND coalesce(checked_at, enqueued_at, created_at) < now() - %(older_than_s)s * interval '1 second'
 ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 
@@ -454,4 +465,32 @@ WHERE id IN (SELECT id FROM jobs
              WHERE {filters} AND status IN ('failed', 'canceled')
                AND (lease_expires_at IS NULL OR lease_expires_at < now())
              ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING *
+
+-- Concurrency keys (`service.concurrency`).
+
+-- name: lock_concurrency_key
+-- One claim of a key at a time, until its transaction ends.
+SELECT pg_advisory_xact_lock(hashtextextended('concurrency' || E'\n' || %(key)s, 0))
+
+-- name: hold
+-- appends: event
+-- A job over its key's limit: held out of Redis, still queued, no attempt spent.
+UPDATE jobs SET held = true
+WHERE id = %(id)s AND concurrency_key = %(key)s AND status = 'queued' AND NOT held
+RETURNING *
+
+-- name: release_held
+-- Held jobs of keys with room (of one key, or of all), the oldest first, for the caller to
+-- enqueue. A job released twice is delivered twice and claimed once.
+UPDATE jobs SET held = false, checked_at = now()
+WHERE id IN (
+  SELECT h.id FROM (
+    SELECT id, concurrency_key, max_concurrency,
+           row_number() OVER (PARTITION BY concurrency_key ORDER BY created_at) AS n
+    FROM jobs WHERE held AND (%(key)s::text IS NULL OR concurrency_key = %(key)s)) AS h
+  WHERE h.n <= h.max_concurrency - (SELECT count(*) FROM jobs r
+                                    WHERE r.concurrency_key = h.concurrency_key
+                                      AND r.status = 'started'))
+  AND held
 RETURNING *

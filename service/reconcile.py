@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from service import broker, db, ledger, metrics, registry, schedules, submit
+from service import broker, concurrency, db, ledger, metrics, registry, schedules, submit
 from service.dependencies import ends_a_parent, released_children
 from service.redelivery import DeliveryCheck
 from service.rows import JobRow
@@ -81,6 +81,7 @@ class Reconciler:
             ("redeliver lost jobs", self._redeliver),
             ("keep declared schedules", self._keep_declared),
             ("fire schedules", self._fire_schedules),
+            ("release held jobs", self._release_held),
             ("submit callbacks", self._submit_callbacks),
         ):
             try:
@@ -172,6 +173,13 @@ class Reconciler:
         fired = schedules.fire_due(conn, self.settings, self.settings.reconcile_batch)
         repairs.scheduled += len(fired)
         return fired
+
+    def _release_held(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
+        """Held jobs whose concurrency key has room again (a slot freed by a rescue or a
+        cancel, or a worker's release that did not happen)."""
+        rows = concurrency.released(conn, None)
+        repairs.released += len(rows)
+        return rows
 
     def _enqueue(self, rows: Sequence[JobRow]) -> list[JobRow]:
         """Enqueue the rows whose task this process knows; returns those."""

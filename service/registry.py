@@ -43,6 +43,8 @@ class Task:
     preload: tuple[str, ...] = ()  # heavy modules the task imports when it runs
     internal: bool = False  # submitted by the service itself, never through the API
     unique_for_s: float | None = None  # its jobs are unique jobs (service.uniqueness)
+    concurrency_key: str | None = None  # a template (service.concurrency)
+    max_concurrency: int | None = None
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """The args as the task will see them (defaults filled in), or ArgsInvalid."""
@@ -73,13 +75,16 @@ def task(
     preload: tuple[str, ...] = (),
     internal: bool = False,
     unique_for_s: float | None = None,
+    concurrency_key: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Callable[[Callable[[A], Any]], Callable[..., Any]]:
     """Register `fn(args: SomeArgs)` as a task; the returned function takes the args as kwargs.
 
     `preload` names heavy modules the task imports inside its body: the API never loads
     them, and a worker imports them once at start only if it serves the task's queue (so
     a forking worker's horses find them loaded, and other workers stay small to fork).
-    `unique_for_s` makes its jobs unique by default (a submit may still give its own).
+    `unique_for_s` makes its jobs unique by default (a submit may still give its own), and
+    `concurrency_key` with `max_concurrency` limits how many of them run at once.
     """
 
     def register(fn: Callable[[A], Any]) -> Callable[..., Any]:
@@ -104,6 +109,8 @@ def task(
             preload=preload,
             internal=internal,
             unique_for_s=unique_for_s,
+            concurrency_key=concurrency_key,
+            max_concurrency=max_concurrency,
         )
         return run
 

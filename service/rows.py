@@ -65,6 +65,9 @@ class JobRow(_FromRecord):
     on_parent_failure: str | None
     has_children: bool
     unique_key: str | None
+    concurrency_key: str | None
+    max_concurrency: int | None
+    held: bool
 
     def enqueued(self, at: datetime) -> "JobRow":
         """This row as the ledger will show it once it records `enqueued_at` (a copy of
@@ -118,6 +121,9 @@ class NewJob:
     unique_key: str | None = None
     unique_for_s: float | None = None
     unique_states: tuple[str, ...] = ()
+    # at most `max_concurrency` running jobs of `concurrency_key` (service.concurrency)
+    concurrency_key: str | None = None
+    max_concurrency: int | None = None
 
 
 @dataclass(frozen=True)

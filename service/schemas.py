@@ -92,6 +92,18 @@ class JobIn(BaseModel):
         examples=[["queued", "scheduled", "started", "finished"]],
     )
 
+    concurrency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="at most max_concurrency running jobs of this key, across all workers: a "
+        "template over {owner}, {task} and {args.<name>}; default: the task's",
+        examples=["{args.customer_id}"],
+    )
+    max_concurrency: int | None = Field(
+        default=None, ge=1, le=10_000, description="with concurrency_key", examples=[2]
+    )
+
     @field_validator("callback_url")
     @classmethod
     def _short_url(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
@@ -107,7 +119,7 @@ class JobIn(BaseModel):
             raise ValueError("on_parent_failure is a policy for depends_on: give both")
         return self
 
-    @field_validator("task", "queue", "args", "meta", "depends_on", "unique_key")
+    @field_validator("task", "queue", "args", "meta", "depends_on", "unique_key", "concurrency_key")
     @classmethod
     def _storable(cls, value: JsonValue) -> JsonValue:
         if _unstorable(value):
@@ -223,6 +235,11 @@ class JobOut(BaseModel):
     pending_parents: int = Field(default=0, description="of those, how many are not final yet")
     on_parent_failure: str | None = None
     unique_key: str | None = Field(default=None, description="a unique job's key")
+    concurrency_key: str | None = Field(default=None, description="its concurrency key")
+    max_concurrency: int | None = None
+    held: bool = Field(
+        default=False, description="queued, but held: its concurrency key is at its limit"
+    )
 
 
 class CanceledOut(JobOut):

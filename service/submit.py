@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service import (
     broker,
+    concurrency,
     dependencies,
     errors,
     jsontext,
@@ -94,6 +95,13 @@ def prepare(
     unique_key, unique_states = uniqueness.key_of(
         task.name, args, unique_for_s, spec.unique_key, spec.unique_states
     )
+    limited_by, most = _concurrency(
+        spec.concurrency_key or task.concurrency_key,
+        spec.max_concurrency or task.max_concurrency,
+        owner,
+        task.name,
+        args,
+    )
     return NewJob(
         id=job_id or uuid4(),
         task=task.name,
@@ -115,6 +123,8 @@ def prepare(
         unique_key=unique_key,
         unique_for_s=unique_for_s,
         unique_states=unique_states,
+        concurrency_key=limited_by,
+        max_concurrency=most,
     )
 
 
@@ -172,11 +182,15 @@ def system_job(
     """A job the service submits itself (as the client `system`, or for a client: a
     schedule's tick): the task's own policy, no client caps."""
     task = registry.get(task_name)
+    valid = task.validate(args)
+    limited_by, most = _concurrency(
+        task.concurrency_key, task.max_concurrency, owner, task.name, valid
+    )
     return NewJob(
         id=uuid4(),
         task=task.name,
         queue=queue or task.queue,
-        args=task.validate(args),
+        args=valid,
         timeout_s=task.timeout_s,
         max_attempts=max_attempts or task.max_attempts,
         backoff_s=task.backoff_s if backoff_s is None else backoff_s,
@@ -184,7 +198,22 @@ def system_job(
         meta=meta if meta is not None else {"by": "reconciler"},
         idempotency_key=idempotency_key,
         trace_context=trace_context,
+        concurrency_key=limited_by,
+        max_concurrency=most,
     )
+
+
+def _concurrency(
+    template: str | None, most: int | None, owner: str, task: str, args: dict[str, object]
+) -> tuple[str | None, int | None]:
+    """A job's concurrency key (resolved) and limit, or neither."""
+    if template is None:
+        if most is not None:
+            raise errors.OptionInvalid("max_concurrency needs concurrency_key")
+        return None, None
+    if most is None:
+        raise errors.OptionInvalid("concurrency_key needs max_concurrency")
+    return concurrency.resolve(template, owner, task, args), most
 
 
 # Fields added to JobIn after keys were first fingerprinted count only when given, so a
@@ -196,6 +225,8 @@ _ADDED_FIELDS = (
     "unique_for_s",
     "unique_key",
     "unique_states",
+    "concurrency_key",
+    "max_concurrency",
 )
 
 

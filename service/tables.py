@@ -91,6 +91,11 @@ jobs = Table(
     Column("on_parent_failure", Text),
     Column("has_children", Boolean, nullable=False, server_default=text("false")),
     Column("unique_key", Text),  # a unique job's key (service.uniqueness)
+    # at most max_concurrency running jobs of a concurrency key; `held`: over the limit,
+    # out of Redis until one ends (service.concurrency)
+    Column("concurrency_key", Text),
+    Column("max_concurrency", Integer),
+    Column("held", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint(f"status IN ({_statuses})", name="status"),
     CheckConstraint("attempt >= 0", name="attempt"),
     CheckConstraint("max_attempts >= 1", name="max_attempts"),
@@ -140,6 +145,13 @@ Index(
     postgresql_using="gin",
     postgresql_where=text("depends_on IS NOT NULL"),
 )
+# Concurrency keys: the running jobs of a key; the held jobs of a key, oldest first.
+Index(
+    "ix_jobs_running_key",
+    jobs.c.concurrency_key,
+    postgresql_where=text("status = 'started' AND concurrency_key IS NOT NULL"),
+)
+Index("ix_jobs_held", jobs.c.concurrency_key, jobs.c.created_at, postgresql_where=text("held"))
 # Unique jobs: the owner's newest jobs of a key.
 Index(
     "ix_jobs_unique_key",
@@ -167,7 +179,7 @@ job_events = Table(
         ForeignKey("jobs.id", ondelete="CASCADE"),
         nullable=False,
     ),
-    _ts("at", nullable=False, server_default=func.now()),
+    _ts("at", nullable=False, server_default=func.clock_timestamp()),  # when written
     Column("status", Text, nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("worker", Text),

@@ -37,6 +37,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import Connection
 
 from service import broker, context, db, errors, lease, ledger, logs, metrics, outcomes, registry
+from service.concurrency import claim_or_hold, release_held
 from service.dependencies import ends_a_parent, hand_over_children
 from service.lease import LeaseKeeper
 from service.ledger_writer import LedgerWriter
@@ -257,7 +258,7 @@ class LedgerHooks:
                 mine = ledger.reclaim(conn, job_id, token)
                 if mine is not None:
                     return mine
-            return ledger.claim(conn, job_id, self.name, self.settings.lease_s, token)  # type: ignore[attr-defined]
+            return claim_or_hold(conn, job, job_id, self.name, self.settings.lease_s, token)  # type: ignore[attr-defined]
 
         row = self.ledger.write(claim)
         if row is None:
@@ -306,6 +307,8 @@ class LedgerHooks:
     def _noted(self, row: JobRow, written: JobRow | None) -> None:
         if ends_a_parent(written):
             hand_over_children(self.ledger, self.connection, self.settings, row.id)  # type: ignore[attr-defined]
+        if row.concurrency_key is not None:  # a slot of its key is free
+            release_held(self.ledger, self.connection, self.settings, row.concurrency_key)  # type: ignore[attr-defined]
         if written is not None:
             _OUTCOMES[Status(written.status)].labels(row.task).inc()
             log.info("job %s %s", row.id, written.status)

@@ -41,7 +41,8 @@ async def scrape(request: Request) -> Response:
         log.warning("metrics: queue depth unavailable (%s)", type(exc).__name__)
     try:
         async with brief_connection(request) as conn:
-            by_status, backlog = await asyncio.wait_for(ledger.census(conn), _READ_TIMEOUT_S)
+            by_status, backlog, held = await asyncio.wait_for(ledger.census(conn), _READ_TIMEOUT_S)
+            current["held"] = {**dict.fromkeys(registry.queues(), 0), **held}
             current["ledger_rows"] = by_status
             current["backlog"] = {**dict.fromkeys(registry.queues(), (0, 0.0)), **backlog}
             paused = await sql.fetch(conn, sql.query("paused_queues"))

@@ -51,3 +51,5 @@ def test_cancel_running_and_queued_jobs_by_task_then_retry_some(
     )  # fmt: skip
     assert "default" in listed.stdout and "workers 2" in listed.stdout
     wait_until(lambda: ledger_rows.count("status = 'started'") == 2, 20, "the two retried run")
+    with JobsClient(str(stack.http.base_url), api_key) as jobs:  # and the workers are free
+        assert jobs.cancel_many(task="sleep")["affected"] == 2

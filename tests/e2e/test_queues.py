@@ -26,14 +26,14 @@ def test_a_paused_queue_waits_through_restarts_and_runs_when_resumed(
     held = [stack.submit("echo", value=i) for i in range(5)]
     report = stack.submit("generate_report")
     assert stack.wait(report)["status"] == "finished"  # another queue runs meanwhile
-    time.sleep(3)  # a worker looks at the pauses every 2 s
+    time.sleep(2.5)  # a worker looks at the pauses every 2 s
     assert all(stack.job(j)["status"] == "queued" for j in held)
 
     for name in ("api", "w1", "w2"):  # the pause is in the ledger
         stack.stop(name)
     stack.api()
     stack.worker("w3")
-    time.sleep(3)
+    time.sleep(2.5)
     assert all(stack.job(j)["status"] == "queued" for j in held)
     [default] = [
         q for q in stack.http.get("/queues", headers=admin).json() if q["name"] == "default"

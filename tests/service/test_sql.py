@@ -37,5 +37,5 @@ def test_only_transitions_append_an_event() -> None:
     appending = {name for name, q in sql.queries().items() if "INSERT INTO job_events" in q.text}
     assert appending == {
         "insert_jobs", "cancel", "retry", "claim", "finish", "fail", "retry_later", "note",
-        "rescue_expired", "release_due", "mark_redelivered", "bulk_cancel", "bulk_retry",
+        "rescue_expired", "release_due", "mark_redelivered", "bulk_cancel", "bulk_retry", "hold",
     }  # fmt: skip

@@ -1,0 +1,94 @@
+"""Concurrency keys: at most `max_concurrency` jobs of one key run at once, across every
+worker and host (architecture.md, "Concurrency keys").
+
+A job's key is a template over its owner, task and args (`"{owner}"`,
+`"{args.customer_id}"`), given by its submit or its task and resolved when it is recorded.
+The claim of a keyed job takes the key's lock (a lock of the claim's transaction alone) and
+counts the key's running jobs after it, so of two workers claiming at once the second sees
+the first. A job over the limit is held: it stays `queued`, no attempt spent, out of Redis
+(the worker that popped it moves on), until a job of its key ends: the worker that records
+that outcome releases the oldest held jobs that now fit and enqueues them, and the
+reconciler does the same each pass for what is left (a rescued or canceled job's slot).
+"""
+
+import json
+import logging
+import re
+from uuid import UUID
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq.job import Job
+
+from service import broker, db, errors, jsontext, ledger, sql
+from service.ledger_writer import LedgerWriter
+from service.rows import JobRow, JsonObject
+from service.settings import Settings
+from service.sql import SyncConnection
+
+log = logging.getLogger(__name__)
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def resolve(template: str, owner: str, task: str, args: JsonObject) -> str:
+    """The key a job of `owner` gets from `template` (OptionInvalid for a placeholder that
+    is not `{owner}`, `{task}` or `{args.<name>}` of an arg the job has)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match[1]
+        if name == "owner":
+            return owner
+        if name == "task":
+            return task
+        if name.startswith("args.") and name[5:] in args:
+            found = args[name[5:]]
+            return found if isinstance(found, str) else json.dumps(found, sort_keys=True)
+        raise errors.OptionInvalid(
+            f"concurrency_key {template!r}: {{{name}}} is not {{owner}}, {{task}} or"
+            " {args.<name>} of an arg this job has"
+        )
+
+    key = _PLACEHOLDER.sub(value, template)
+    if len(key) > 500:
+        raise errors.OptionInvalid("concurrency_key comes to more than 500 characters")
+    return key
+
+
+def claim_or_hold(
+    conn: SyncConnection, job: Job, job_id: UUID, worker: str, lease_s: int, token: str
+) -> JobRow | None:
+    """`ledger.claim`, under the key's lock for a keyed job (its key is in the RQ job's
+    meta; a payload that lies about it is refused by the claim and delivered again); a
+    keyed job over its limit is held. None: skip the job."""
+    key = (job.meta or {}).get(broker.CONCURRENCY_META)
+    if not key:
+        return ledger.claim(conn, job_id, worker, lease_s, token)
+    with conn.transaction():  # type: ignore[union-attr]
+        sql.run(conn, sql.query("lock_concurrency_key"), key=key)
+        row = ledger.claim(conn, job_id, worker, lease_s, token, locked_key=key)
+        if row is None:
+            detail = {"by": "worker", "held": f"concurrency key {key!r} at its limit"}
+            sql.rows(conn, sql.query("hold"), id=job_id, key=key, detail=_text(detail))
+    return row
+
+
+def _text(value: object) -> str:
+    return jsontext.dumps(value).decode()
+
+
+def released(conn: SyncConnection, key: str | None) -> list[JobRow]:
+    """Held jobs of `key` (None: of every key) that fit now, no longer held."""
+    return [JobRow.of(row) for row in sql.rows(conn, sql.query("release_held"), key=key)]
+
+
+def release_held(writer: LedgerWriter, redis: Redis, settings: Settings, key: str) -> None:
+    """A worker's part when a job of `key` ends: enqueue the held jobs that now fit (the
+    reconciler is the fallback, so a failure is logged, not raised)."""
+    try:
+        rows = writer.write(released, key) or []
+        broker.enqueue_known(redis, rows, settings.result_ttl_s)
+    except (RedisError, *db.SYNC_ERRORS) as exc:
+        log.warning(
+            "concurrency key %r: held jobs not released (%s); the reconciler will", key, exc
+        )
