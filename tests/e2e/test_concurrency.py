@@ -30,6 +30,14 @@ def _most_at_once(ledger_rows: Ledger, job_ids: list[str]) -> int:
     return most
 
 
+def _sleep(stack: Stack, key: str, most: int) -> str:
+    body = {"task": "sleep", "args": {"seconds": 0.2}, "concurrency_key": key}
+    r = stack.http.post("/jobs", json={**body, "max_concurrency": most})
+    assert r.status_code == 202, r.text
+    job_id: str = r.json()["id"]
+    return job_id
+
+
 def test_fifty_jobs_of_one_key_run_two_at_a_time_over_six_workers(
     make_stack: Callable[..., Stack], ledger_rows: Ledger
 ) -> None:
@@ -37,30 +45,8 @@ def test_fifty_jobs_of_one_key_run_two_at_a_time_over_six_workers(
     for n in range(6):
         stack.worker(f"w{n}", simple=n % 2 == 1)
     stack.reconciler()
-    c1 = [
-        stack.http.post(
-            "/jobs",
-            json={
-                "task": "sleep",
-                "args": {"seconds": 0.2},
-                "concurrency_key": "c1",
-                "max_concurrency": 2,
-            },
-        ).json()["id"]
-        for _ in range(50)
-    ]
-    c2 = [
-        stack.http.post(
-            "/jobs",
-            json={
-                "task": "sleep",
-                "args": {"seconds": 0.2},
-                "concurrency_key": "{args.seconds}-c2",
-                "max_concurrency": 3,
-            },
-        ).json()["id"]
-        for _ in range(9)
-    ]
+    c1 = [_sleep(stack, "c1", 2) for _ in range(50)]
+    c2 = [_sleep(stack, "{args.seconds}-c2", 3) for _ in range(9)]
 
     wait_until(lambda: all(stack.job(j)["status"] == "finished" for j in c2), 30, "c2 done")
     assert any(stack.job(j)["status"] != "finished" for j in c1)  # c2 did not wait for c1
