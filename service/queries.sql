@@ -118,7 +118,7 @@ FOR UPDATE
 -- appends: event
 -- A running attempt keeps its lease: it may run on until its worker stops it and reports
 -- (`release_lease`), or the lease lapses; a retry waits for that.
-UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now(),
+UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now(), held = false,
                 lease_expires_at = CASE WHEN status = 'started' THEN lease_expires_at END
 WHERE id = %(id)s
 RETURNING *
@@ -448,7 +448,7 @@ ORDER BY created_at LIMIT %(sample)s
 -- appends: event
 -- As `cancel`, for up to `limit` of the oldest matching jobs. A running one keeps its
 -- lease (so `lease_expires_at` tells which ones were running).
-UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now(),
+UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now(), held = false,
                 lease_expires_at = CASE WHEN status = 'started' THEN lease_expires_at END
 WHERE id IN (SELECT id FROM jobs
              WHERE {filters} AND status IN ('waiting', 'queued', 'scheduled', 'started')

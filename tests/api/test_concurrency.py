@@ -64,6 +64,11 @@ async def test_a_job_over_the_limit_is_held_then_released(
     metrics = (await client.get("/metrics")).text
     assert 'jobsvc_jobs_held{queue="default"} 1.0' in metrics
 
+    third = await _submit(client, args={"value": 4}, **keyed)
+    run_worker_burst(settings)  # held too; then canceled: no longer held, never released
+    assert (await client.get(f"/jobs/{third['id']}")).json()["held"] is True
+    assert (await client.post(f"/jobs/{third['id']}/cancel")).json()["held"] is False
+
     with sql_engine.begin() as conn:  # the first one ends
         ledger.finish(conn, first["id"], 1, "done")
     assert run_reconcile_pass(settings).released == 1

@@ -82,6 +82,15 @@ class Stack:
         self.wait_for_log(name, "ready")
         return proc
 
+    def workers(self, count: int) -> None:
+        """`count` workers, `w0`, `w1`, …, every other one `--simple`, started together
+        (each takes a second to come up)."""
+        names = [f"w{n}" for n in range(count)]
+        for n, name in enumerate(names):
+            self.start(name, "jobsvc", "worker", *(["--simple"] if n % 2 else []), "--name", name)
+        for name in names:
+            self.wait_for_log(name, "ready")
+
     def reconciler(self, name: str = "reconciler") -> subprocess.Popen[bytes]:
         proc = self.start(name, "jobsvc", "reconcile")
         self.wait_for_log(name, "ready")

@@ -31,7 +31,7 @@ def _most_at_once(ledger_rows: Ledger, job_ids: list[str]) -> int:
 
 
 def _sleep(stack: Stack, key: str, most: int) -> str:
-    body = {"task": "sleep", "args": {"seconds": 0.2}, "concurrency_key": key}
+    body = {"task": "sleep", "args": {"seconds": 0.1}, "concurrency_key": key}
     r = stack.http.post("/jobs", json={**body, "max_concurrency": most})
     assert r.status_code == 202, r.text
     job_id: str = r.json()["id"]
@@ -42,11 +42,10 @@ def test_fifty_jobs_of_one_key_run_two_at_a_time_over_six_workers(
     make_stack: Callable[..., Stack], ledger_rows: Ledger
 ) -> None:
     stack = make_stack(**FAST)
-    for n in range(6):
-        stack.worker(f"w{n}", simple=n % 2 == 1)
+    stack.workers(6)
     stack.reconciler()
     c1 = [_sleep(stack, "c1", 2) for _ in range(50)]
-    c2 = [_sleep(stack, "{args.seconds}-c2", 3) for _ in range(9)]
+    c2 = [_sleep(stack, "{args.seconds}-c2", 3) for _ in range(9)]  # key "0.1-c2"
 
     wait_until(lambda: all(stack.job(j)["status"] == "finished" for j in c2), 30, "c2 done")
     assert any(stack.job(j)["status"] != "finished" for j in c1)  # c2 did not wait for c1

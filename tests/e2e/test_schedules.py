@@ -66,13 +66,13 @@ def test_catch_up_after_the_reconcilers_were_stopped(
 
     stack.stop("r1")
     down = datetime.now(UTC)
-    time.sleep(5)  # four or five ticks missed
+    time.sleep(4)  # three or four ticks missed
     up = datetime.now(UTC)
     stack.reconciler("r2")
     wait_until(lambda: max(_ticks(sql_engine, "all")) > up, 20, "a tick after the restart")
 
     ticks = {p: _ticks(sql_engine, p) for p in ("all", "latest", "none")}
-    assert len([t for t in ticks["all"] if down < t <= up]) >= 4  # every missed tick
+    assert len([t for t in ticks["all"] if down < t <= up]) >= 3  # every missed tick
     assert _every(ticks["all"], 1)
     for policy in ("latest", "none"):  # the missed ticks skipped, but (latest) the last one
         after_down = [t for t in ticks[policy] if t > down]

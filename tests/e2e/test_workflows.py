@@ -18,8 +18,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _start(stack: Stack, workers: int) -> None:
-    for n in range(workers):
-        stack.worker(f"w{n}", simple=n % 2 == 1)
+    stack.workers(workers)
     stack.reconciler()
 
 
