@@ -58,13 +58,9 @@ async def run(
     if dry_run:
         return {**out, "affected": 0, "sample": [JobRow.of(row) for row in found]}
     q, params = listing.query(_CHANGE[action], where)
-    detail = {"by": "client", "action": action, "bulk": operation}
-    changed = [
-        JobRow.of(row)
-        for row in await sql.fetch(
-            conn, q, limit=limit, detail=jsontext.dumps(detail).decode(), **params
-        )
-    ]
+    detail = jsontext.text({"by": "client", "action": action, "bulk": operation})
+    found = await sql.fetch(conn, q, limit=limit, detail=detail, **params)
+    changed = [JobRow.of(row) for row in found]
     if action == "cancel":
         await _after_cancel(conn, redis, marks, settings, changed)
     else:

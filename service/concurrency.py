@@ -69,12 +69,8 @@ def claim_or_hold(
         row = ledger.claim(conn, job_id, worker, lease_s, token, locked_key=key)
         if row is None:
             detail = {"by": "worker", "held": f"concurrency key {key!r} at its limit"}
-            sql.rows(conn, sql.query("hold"), id=job_id, key=key, detail=_text(detail))
+            sql.rows(conn, sql.query("hold"), id=job_id, key=key, detail=jsontext.text(detail))
     return row
-
-
-def _text(value: object) -> str:
-    return jsontext.dumps(value).decode()
 
 
 def released(conn: SyncConnection, key: str | None) -> list[JobRow]:

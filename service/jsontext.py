@@ -13,3 +13,8 @@ def dumps(value: object) -> bytes:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def text(value: object) -> str:
+    """`dumps` as text: how JSON goes into a statement (cast to jsonb there)."""
+    return dumps(value).decode()

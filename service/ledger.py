@@ -26,10 +26,6 @@ from service.tables import TERMINAL, Status
 HOST = socket.gethostname()  # a worker's host, in its claims' events
 
 
-def _json(value: object) -> str:
-    return jsontext.dumps(value).decode()
-
-
 def storable(text: str, limit: int, *, ends: bool = False) -> str:
     """`text` as the ledger can keep it in JSON: NUL and lone surrogates replaced, at most
     `limit` characters: its start, or with `ends` its start and its end (a traceback)."""
@@ -57,7 +53,7 @@ def _by(actor: str, error: Mapping[str, object] | None = None, **more: object) -
     detail: JsonObject = {"by": actor, **more}
     if error is not None:
         detail["error"] = {"type": error["type"], "message": error["message"]}
-    return _json(detail)
+    return jsontext.text(detail)
 
 
 # ---------------------------------------------------------------- recording new jobs
@@ -69,12 +65,12 @@ def _insert_params(batch: list[NewJob], actor: str) -> dict[str, object]:
         "id": [job.id for job in batch],
         "task": [job.task for job in batch],
         "queue": [job.queue for job in batch],
-        "args": [_json(job.args) for job in batch],
+        "args": [jsontext.text(job.args) for job in batch],
         "timeout_s": [job.timeout_s for job in batch],
         "max_attempts": [job.max_attempts for job in batch],
         "backoff_s": [job.backoff_s for job in batch],
         "owner": [job.owner for job in batch],
-        "meta": [_json(job.meta) for job in batch],
+        "meta": [jsontext.text(job.meta) for job in batch],
         "run_at": [job.run_at for job in batch],
         "delay_s": [job.delay_s for job in batch],
         "idempotency_key": [job.idempotency_key for job in batch],
@@ -84,7 +80,7 @@ def _insert_params(batch: list[NewJob], actor: str) -> dict[str, object]:
         "depends_on": [",".join(map(str, job.depends_on)) or None for job in batch],
         "pending_parents": [job.pending_parents for job in batch],
         "on_parent_failure": [job.on_parent_failure for job in batch],
-        "error": [None if job.error is None else _json(job.error) for job in batch],
+        "error": [None if job.error is None else jsontext.text(job.error) for job in batch],
         "unique_key": [job.unique_key for job in batch],
         "concurrency_key": [job.concurrency_key for job in batch],
         "max_concurrency": [job.max_concurrency for job in batch],
@@ -264,7 +260,12 @@ def finish(conn: SyncConnection, job_id: UUID, attempt: int, result: object) -> 
     """The running attempt finished with `result`; None if this attempt no longer runs
     (architecture.md, "Fenced writes")."""
     return _one(
-        conn, "finish", id=job_id, attempt=attempt, result=_json(result), detail=_by("worker")
+        conn,
+        "finish",
+        id=job_id,
+        attempt=attempt,
+        result=jsontext.text(result),
+        detail=_by("worker"),
     )
 
 
@@ -273,7 +274,7 @@ def fail(
 ) -> JobRow | None:
     """The running attempt failed for good."""
     detail = _by("worker", error)
-    return _one(conn, "fail", id=job_id, attempt=attempt, error=_json(error), detail=detail)
+    return _one(conn, "fail", id=job_id, attempt=attempt, error=jsontext.text(error), detail=detail)
 
 
 def retry_later(
@@ -286,7 +287,7 @@ def retry_later(
         "retry_later",
         id=job_id,
         attempt=attempt,
-        error=_json(error),
+        error=jsontext.text(error),
         delay_s=delay_s,
         detail=_by("worker", error),
     )
@@ -297,7 +298,7 @@ def progress(
 ) -> bool:
     """A running attempt's progress (not a transition: no event); False if it no longer
     runs."""
-    report = _json({"value": value, "message": message})
+    report = jsontext.text({"value": value, "message": message})
     found = sql.one(conn, sql.query("progress"), id=job_id, attempt=attempt, progress=report)
     return found is not None
 
@@ -312,7 +313,7 @@ def job(conn: SyncConnection, job_id: UUID) -> JobRow | None:
 def note(conn: SyncConnection, job_id: UUID, detail: Mapping[str, object]) -> None:
     """An event about the job that is not a transition (a callback delivery): it carries the
     job's current status and attempt."""
-    sql.rows(conn, sql.query("note"), id=job_id, detail=_json(detail))
+    sql.rows(conn, sql.query("note"), id=job_id, detail=jsontext.text(detail))
 
 
 STATS_COLUMNS = [
@@ -355,7 +356,7 @@ LOST = {
 def rescue_expired(conn: SyncConnection, limit: int) -> list[JobRow]:
     """Started rows whose lease expired: queued again while attempts are left, else failed."""
     detail = _by("reconciler", LOST)
-    return _many(conn, "rescue_expired", error=_json(LOST), limit=limit, detail=detail)
+    return _many(conn, "rescue_expired", error=jsontext.text(LOST), limit=limit, detail=detail)
 
 
 def release_due(conn: SyncConnection, limit: int) -> list[JobRow]:

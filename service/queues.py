@@ -18,6 +18,7 @@ from redis import Redis
 from rq.exceptions import DequeueTimeout
 from rq.queue import Queue
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.concurrency import run_in_threadpool
 
 from service import broker, db, errors, registry, sql
 from service.sql import SyncConnection
@@ -87,17 +88,14 @@ async def set_paused(conn: AsyncConnection, name: str, paused: bool, by: str) ->
     return dict(row)
 
 
-async def overview(
-    conn: AsyncConnection, redis: Redis, read_redis: Callable[..., Any]
-) -> list[dict[str, Any]]:
+async def overview(conn: AsyncConnection, redis: Redis) -> list[dict[str, Any]]:
     """Each known queue: its jobs waiting (due, by the ledger) and the oldest one's age,
-    its jobs running, whether it is paused, its depth in Redis, the workers listening.
-    `read_redis(fn, *args)` runs a Redis read off the event loop."""
+    its jobs running, whether it is paused, its depth in Redis, the workers listening."""
     names = registry.queues()
     states = {r["name"]: r for r in await sql.fetch(conn, sql.query("queue_states"))}
     counts = {r["queue"]: r for r in await sql.fetch(conn, sql.query("queue_census"))}
-    depths = await read_redis(broker.queue_depths, redis, names)
-    workers = await read_redis(broker.workers_listening, redis, names)
+    depths = await run_in_threadpool(broker.queue_depths, redis, names)
+    workers = await run_in_threadpool(broker.workers_listening, redis, names)
     out = []
     for name in names:
         state, count = states.get(name), counts.get(name)

@@ -36,10 +36,6 @@ RECENT = 10  # jobs a schedule remembers
 FIELDS = ("name", "cron", "timezone", "task", "args", "queue", "catch_up", "paused")
 
 
-def _json(value: object) -> str:
-    return jsontext.dumps(value).decode()
-
-
 # ---------------------------------------------------------------- a client's schedules
 
 
@@ -69,7 +65,7 @@ async def create(
                 f"you have {found['n']} schedules, the most one client may have"
                 " (JOBS_MAX_SCHEDULES): delete one first"
             )
-        values = {**fields, "args": _json(fields["args"])}
+        values = {**fields, "args": jsontext.text(fields["args"])}
         row = await sql.fetch_one(
             conn,
             sql.query("insert_schedule"),
@@ -114,7 +110,7 @@ async def change(
         first = check(fields, settings, row.owner, await _now(conn))
         moved = any(fields[f] != getattr(row, f) for f in ("cron", "timezone"))
         resumed = row.paused and not fields["paused"]
-        values = {**fields, "args": _json(fields["args"])}
+        values = {**fields, "args": jsontext.text(fields["args"])}
         next_fire_at = first if moved or resumed else row.next_fire_at
         try:
             updated = await sql.fetch_one(
@@ -260,7 +256,7 @@ def keep_declared(conn: SyncConnection, settings: Settings) -> None:
             cron=expr,
             timezone=d.timezone,
             task=d.task,
-            args=_json(d.args),
+            args=jsontext.text(d.args),
             queue=d.queue,
             catch_up=d.catch_up,
             next_fire_at=cron.upcoming(expr, d.timezone, now["now"], 1)[0],

@@ -1,10 +1,7 @@
 """`/queues`: each queue's state for operators, and pausing it (admin keys only; the work
 is in `service.queues`)."""
 
-from typing import Any
-
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from service import errors, queues
 from service.api.deps import ClientDep, ConnDep, RedisDep
@@ -27,22 +24,18 @@ def _admin(client: Client) -> None:
         raise errors.AdminOnly()
 
 
-async def _read_redis(fn: Any, *args: Any) -> Any:
-    return await run_in_threadpool(fn, *args)
-
-
 @router.get("", response_model=list[QueueOut], responses=_errors)
 async def list_queues(conn: ConnDep, redis: RedisDep, client: ClientDep) -> list[QueueOut]:
     """Every queue: jobs waiting (due) and the oldest one's wait, jobs running, paused or
     not, its depth in Redis and the workers listening on it."""
     _admin(client)
-    return [QueueOut(**q) for q in await queues.overview(conn, redis, _read_redis)]
+    return [QueueOut(**q) for q in await queues.overview(conn, redis)]
 
 
 async def _set(conn: ConnDep, redis: RedisDep, client: Client, name: str, paused: bool) -> QueueOut:
     _admin(client)
     await queues.set_paused(conn, name, paused, client.name)
-    [found] = [q for q in await queues.overview(conn, redis, _read_redis) if q["name"] == name]
+    [found] = [q for q in await queues.overview(conn, redis) if q["name"] == name]
     return QueueOut(**found)
 
 
