@@ -32,7 +32,14 @@ class EmailArgs(TaskArgs):
         return self
 
 
-@task(name="send_email", queue="email", timeout_s=60, max_attempts=5, backoff_s=30)
+@task(
+    name="send_email",
+    queue="email",
+    timeout_s=60,
+    max_attempts=5,
+    backoff_s=30,
+    rate_limit="smtp",  # its rate: JOBS_RATE_LIMITS="smtp=10/s", say
+)
 def send_email(args: EmailArgs) -> dict[str, Any]:
     """Send an email (text and/or HTML) through the configured SMTP server."""
     settings = current().settings

@@ -2,10 +2,22 @@
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, Field, JsonValue
 
-from service.task_api import TaskArgs, WebhookRefused, current, post, public_address, task
+from service.task_api import (
+    RateLimited,
+    TaskArgs,
+    WebhookRefused,
+    current,
+    post,
+    public_address,
+    task,
+)
+
+# A receiver that answers 429 without Retry-After: its limiter backs off this long.
+DEFAULT_RETRY_AFTER_S = 30
 
 
 class WebhookArgs(TaskArgs):
@@ -18,6 +30,13 @@ class RetryableStatus(Exception):
     """A 5xx answer: the receiver may recover, so the job is retried."""
 
 
+def per_host(args: dict[str, Any]) -> str | None:
+    """Each receiving host has a limiter of its own (`webhook:<host>`): one that answers
+    429 slows down every job bound for it, and an admin may give it a rate."""
+    host = urlsplit(str(args.get("url", ""))).hostname
+    return f"webhook:{host}" if host else None
+
+
 @task(
     name="call_webhook",
     queue="webhooks",
@@ -25,9 +44,12 @@ class RetryableStatus(Exception):
     max_attempts=5,
     backoff_s=10,
     preload=("httpx",),
+    rate_limit=per_host,
 )
 def call_webhook(args: WebhookArgs) -> dict[str, Any]:
-    """POST `payload` as JSON to `url`; retried on network errors and 5xx, not on 4xx."""
+    """POST `payload` as JSON to `url`; retried on network errors and 5xx, not on 4xx; a
+    429 slows down every job for the host (for its Retry-After) and is tried again then,
+    no attempt spent."""
     settings = current().settings
     url = str(args.url)
     address = public_address(url, settings.webhook_allow_private)
@@ -41,6 +63,8 @@ def call_webhook(args: WebhookArgs) -> dict[str, Any]:
         keep=settings.webhook_response_bytes,
     )
     body = response.body.decode("utf-8", "replace")
+    if response.status_code == 429:
+        raise RateLimited(response.retry_after_s or DEFAULT_RETRY_AFTER_S)
     if response.status_code >= 500:
         raise RetryableStatus(f"{url} answered {response.status_code}: {body[:200]}")
     if response.status_code >= 400:

@@ -14,13 +14,11 @@ reconciler does the same each pass for what is left (a rescued or canceled job's
 import json
 import logging
 import re
-from uuid import UUID
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq.job import Job
 
-from service import broker, db, errors, jsontext, ledger, sql
+from service import broker, db, errors, sql
 from service.ledger_writer import LedgerWriter
 from service.rows import JobRow, JsonObject
 from service.settings import Settings
@@ -53,24 +51,6 @@ def resolve(template: str, owner: str, task: str, args: JsonObject) -> str:
     if len(key) > 500:
         raise errors.OptionInvalid("concurrency_key comes to more than 500 characters")
     return key
-
-
-def claim_or_hold(
-    conn: SyncConnection, job: Job, job_id: UUID, worker: str, lease_s: int, token: str
-) -> JobRow | None:
-    """`ledger.claim`, under the key's lock for a keyed job (its key is in the RQ job's
-    meta; a payload that lies about it is refused by the claim and delivered again); a
-    keyed job over its limit is held. None: skip the job."""
-    key = (job.meta or {}).get(broker.CONCURRENCY_META)
-    if not key:
-        return ledger.claim(conn, job_id, worker, lease_s, token)
-    with conn.transaction():  # type: ignore[union-attr]
-        sql.run(conn, sql.query("lock_concurrency_key"), key=key)
-        row = ledger.claim(conn, job_id, worker, lease_s, token, locked_key=key)
-        if row is None:
-            detail = {"by": "worker", "held": f"concurrency key {key!r} at its limit"}
-            sql.rows(conn, sql.query("hold"), id=job_id, key=key, detail=jsontext.text(detail))
-    return row
 
 
 def released(conn: SyncConnection, key: str | None) -> list[JobRow]:

@@ -130,7 +130,7 @@ class Unauthenticated(JobServiceError):
         super().__init__(reason)
 
 
-class RateLimited(JobServiceError):
+class TooManyRequests(JobServiceError):
     def __init__(self, retry_after_s: int) -> None:
         super().__init__(f"too many requests; try again in {retry_after_s} s")
         self.retry_after_s = retry_after_s
@@ -141,6 +141,16 @@ class TooManyStreams(JobServiceError):
         super().__init__(
             f"{limit} streams of yours are open already on this server: close one, or poll"
         )
+
+
+class LimiterNotFound(JobServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no limiter named {name!r}")
+
+
+class LimiterDeclared(JobServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"limiter {name!r} is declared in JOBS_RATE_LIMITS: change its rate there")
 
 
 class KeyNameInvalid(JobServiceError):
@@ -205,3 +215,15 @@ class PermanentError(Exception):
 
 class ResultInvalid(PermanentError):
     """A task returned something the ledger cannot keep as JSON."""
+
+
+class RateLimited(Exception):
+    """Raise it from a task that a resource told to slow down (an HTTP 429 with
+    Retry-After, say): the job is scheduled again `retry_after_s` later without spending an
+    attempt, and the limiter (`limiter`, else the task's own) starts nothing for that long,
+    for every worker (service.limiters)."""
+
+    def __init__(self, retry_after_s: float, limiter: str | None = None) -> None:
+        super().__init__(f"rate limited: retry after {retry_after_s:g} s")
+        self.retry_after_s = float(retry_after_s)
+        self.limiter = limiter

@@ -22,6 +22,7 @@ from service.api import (
     handlers,
     health_routes,
     job_routes,
+    limit_routes,
     metrics_routes,
     middleware,
     openapi,
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(task_routes.router)
     app.include_router(schedule_routes.router)
     app.include_router(queue_routes.router)
+    app.include_router(limit_routes.router)
     app.include_router(health_routes.router)
     app.include_router(metrics_routes.router)
     app.openapi = lambda: openapi.document(app, settings)  # type: ignore[method-assign]

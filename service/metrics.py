@@ -71,6 +71,12 @@ SCHEDULE_FIRES = Counter(
     "Schedule ticks the reconciler fired as jobs, or refused (task or args no longer valid)",
     ["outcome"],
 )
+THROTTLED = Counter(
+    "jobsvc_limiter_throttles_total",
+    "Jobs a limiter held back: a worker waited for its start (waited), sent it away to wait "
+    "(deferred), or a task was told to slow down (backed_off)",
+    ["limiter", "outcome"],
+)
 RECONCILE_PASSES = Counter("jobsvc_reconcile_passes_total", "Reconciler passes")
 REPAIRS = Counter("jobsvc_reconcile_repairs_total", "What the reconciler repaired", ["repair"])
 HTTP_REQUESTS = Counter(

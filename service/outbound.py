@@ -9,6 +9,8 @@ checked, so a second DNS answer cannot point the request elsewhere.
 import ipaddress
 import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from service.errors import PermanentError
@@ -60,6 +62,23 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 class Answer:
     status_code: int
     body: bytes  # at most the `keep` bytes asked for; the rest was never read
+    retry_after_s: float | None = None  # what its Retry-After header asks, if any
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (a number of seconds, or an HTTP date); None if
+    there is none, or it is neither."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def post(
@@ -101,4 +120,5 @@ def post(
                 kept += chunk[: keep - len(kept)]
                 if len(kept) >= keep:
                     break
-        return Answer(response.status_code, bytes(kept))
+        wait_s = retry_after_s(response.headers.get("retry-after"))
+        return Answer(response.status_code, bytes(kept), wait_s)

@@ -31,7 +31,7 @@ def payload_mismatch(job: Job, row: JobRow) -> str | None:
         task = registry.get(row.task)
     except errors.TaskUnknown:
         return f"task {row.task!r} is not registered in this worker (JOBS_TASK_MODULES)"
-    expected = f"{task.func.__module__}.{task.func.__qualname__}"
+    expected = registry.function_name(task)
     try:
         func_name, instance, args, kwargs = job.func_name, job.instance, job.args, job.kwargs
     except (DeserializationError, ValueError, TypeError) as exc:
@@ -76,9 +76,27 @@ def describe_failure(
     except RedisError:
         remembered = {}
     if remembered.get("execution_id") == execution_id:
-        return error(remembered["type"], remembered["message"], traceback, remembered["permanent"])
+        found = error(remembered["type"], remembered["message"], traceback, remembered["permanent"])
+        if "retry_after_s" in remembered:  # RateLimited
+            found.update(retry_after_s=remembered["retry_after_s"], limiter=remembered["limiter"])
+        return found
     last_line = traceback.strip().splitlines()[-1] if traceback.strip() else "job failed"
     return error("error", last_line, traceback)
+
+
+def remembered(execution_id: str | None, exc: BaseException) -> dict[str, Any]:
+    """What the work horse keeps of an exception its task raised, beside RQ's traceback,
+    for the main process to record: its type and message, whether it is permanent, and a
+    RateLimited's wait and limiter."""
+    kept: dict[str, Any] = {
+        "execution_id": execution_id,
+        "type": error_type(type(exc)),
+        "message": ledger.storable(str(exc), MESSAGE_LIMIT),
+        "permanent": isinstance(exc, errors.PermanentError),
+    }
+    if isinstance(exc, errors.RateLimited):
+        kept.update(retry_after_s=exc.retry_after_s, limiter=exc.limiter)
+    return kept
 
 
 def error_type(exc_type: type[BaseException]) -> str:

@@ -494,3 +494,89 @@ WHERE id IN (
                                       AND r.status = 'started'))
   AND held
 RETURNING *
+
+-- Shared rate limits (`service.limiters`). A limiter's starts are spaced 1 / per_s apart
+-- by the ledger's clock; one without a rate (per_s NULL) only backs off when told to.
+
+-- name: limiter_wait
+-- The limiter's row, locked until the claim's transaction ends (one start of a limiter at
+-- a time), and the seconds until its next start may happen (0 or less: now). No row: the
+-- limiter has no rate and no back-off, and nothing is locked.
+SELECT extract(epoch FROM next_at - clock_timestamp())::float8 AS wait_s
+FROM rate_limits WHERE name = %(name)s FOR UPDATE
+
+-- name: limiter_spend
+-- A start happened (its event is written): the next may happen 1 / per_s later, by the
+-- clock read after that event, so two starts' events are never closer than that.
+UPDATE rate_limits
+SET next_at = greatest(next_at, clock_timestamp() + coalesce(1 / per_s, 0) * interval '1 second'),
+    started = started + 1
+WHERE name = %(name)s
+
+-- name: limiter_slot
+-- The slot for a job sent away to wait: the first after the limiter's next start and the
+-- slots given before it (so jobs sent away come back spread out, in order).
+UPDATE rate_limits
+SET defer_at = greatest(defer_at, next_at, clock_timestamp())
+               + coalesce(1 / per_s, 0) * interval '1 second',
+    throttled = throttled + 1
+WHERE name = %(name)s
+RETURNING defer_at - coalesce(1 / per_s, 0) * interval '1 second' AS run_at
+
+-- name: defer_throttled
+-- appends: event
+-- A job its limiter cannot start soon: scheduled for its slot, no attempt spent.
+UPDATE jobs SET status = 'scheduled', run_at = %(run_at)s, updated_at = now()
+WHERE id = %(id)s AND NOT held
+  AND (status = 'queued' OR (status = 'scheduled' AND run_at <= now()))
+RETURNING *
+
+-- name: limiter_back_off
+-- The resource told a job to slow down: the limiter starts nothing for `retry_after_s`.
+INSERT INTO rate_limits (name, next_at, backed_off_until, throttled)
+VALUES (%(name)s, clock_timestamp() + %(retry_after_s)s * interval '1 second',
+        clock_timestamp() + %(retry_after_s)s * interval '1 second', 1)
+ON CONFLICT (name) DO UPDATE
+SET next_at = greatest(rate_limits.next_at, excluded.next_at),
+    backed_off_until = greatest(rate_limits.backed_off_until, excluded.backed_off_until),
+    throttled = rate_limits.throttled + 1
+
+-- name: throttle_later
+-- appends: event
+-- The running attempt was told to slow down (RateLimited): scheduled again after
+-- `delay_s` with as many attempts left as before (max_attempts goes up by one; the
+-- attempt number stays the fence), at most `max_throttled` times a job.
+UPDATE jobs SET status = 'scheduled', error = %(error)s::jsonb, throttled = throttled + 1,
+                max_attempts = max_attempts + 1,
+                run_at = now() + %(delay_s)s * interval '1 second', lease_expires_at = NULL,
+                updated_at = now()
+WHERE id = %(id)s AND status = 'started' AND attempt = %(attempt)s
+  AND throttled < %(max_throttled)s
+RETURNING *
+
+-- name: limiters
+SELECT name, per_s, declared, next_at, backed_off_until, started, throttled, changed_at,
+       changed_by
+FROM rate_limits ORDER BY name
+
+-- name: limiter_set
+-- A rate set over the API (or declared: `declared` true). A limiter of a new rate may
+-- start at once.
+INSERT INTO rate_limits (name, per_s, declared, changed_by)
+VALUES (%(name)s, %(per_s)s, %(declared)s, %(by)s)
+ON CONFLICT (name) DO UPDATE
+SET per_s = excluded.per_s, declared = excluded.declared, changed_by = excluded.changed_by,
+    changed_at = now(),
+    next_at = least(rate_limits.next_at, greatest(rate_limits.backed_off_until, now())),
+    defer_at = least(rate_limits.defer_at, now())
+RETURNING name, per_s, declared, next_at, backed_off_until, started, throttled, changed_at,
+          changed_by
+
+-- name: limiter_undeclare
+-- Declared limiters no longer in JOBS_RATE_LIMITS: no rate any more.
+UPDATE rate_limits SET per_s = NULL, declared = false, changed_by = 'config',
+                       changed_at = now()
+WHERE declared AND NOT (name = ANY(%(names)s::text[]))
+
+-- name: limiter_delete
+DELETE FROM rate_limits WHERE name = %(name)s RETURNING name

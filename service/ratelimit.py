@@ -53,4 +53,4 @@ def take(redis: Redis, client: str, settings: Settings, cost: int = 1) -> None:
         log.warning("rate limit not checked (%s); letting the submit through", exc)
         return
     if wait > 0:
-        raise errors.RateLimited(max(1, math.ceil(wait)))
+        raise errors.TooManyRequests(max(1, math.ceil(wait)))

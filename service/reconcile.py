@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from service import broker, concurrency, db, ledger, metrics, registry, schedules, submit
+from service import broker, concurrency, db, ledger, limiters, metrics, registry, schedules, submit
 from service.dependencies import ends_a_parent, released_children
 from service.redelivery import DeliveryCheck
 from service.rows import JobRow
@@ -79,7 +79,7 @@ class Reconciler:
             ("rescue expired leases", self._rescue_expired),
             ("release due jobs", self._release_due),
             ("redeliver lost jobs", self._redeliver),
-            ("keep declared schedules", self._keep_declared),
+            ("keep declared schedules and limiters", self._keep_declared),
             ("fire schedules", self._fire_schedules),
             ("release held jobs", self._release_held),
             ("submit callbacks", self._submit_callbacks),
@@ -162,9 +162,11 @@ class Reconciler:
         return submitted
 
     def _keep_declared(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
-        """Once, at start: the system's schedules as the code declares them."""
+        """Once, at start: the system's schedules as the code declares them, the limiters
+        as JOBS_RATE_LIMITS does."""
         if not self._declared_kept:
             schedules.keep_declared(conn, self.settings)
+            limiters.keep_declared(conn, self.settings)
             self._declared_kept = True
         return []
 

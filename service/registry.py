@@ -45,6 +45,9 @@ class Task:
     unique_for_s: float | None = None  # its jobs are unique jobs (service.uniqueness)
     concurrency_key: str | None = None  # a template (service.concurrency)
     max_concurrency: int | None = None
+    # the named limiter its starts count against (service.limiters): a name, or a function
+    # of the job's args giving one (or None: not limited)
+    rate_limit: str | Callable[[dict[str, Any]], str | None] | None = None
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """The args as the task will see them (defaults filled in), or ArgsInvalid."""
@@ -77,6 +80,7 @@ def task(
     unique_for_s: float | None = None,
     concurrency_key: str | None = None,
     max_concurrency: int | None = None,
+    rate_limit: str | Callable[[dict[str, Any]], str | None] | None = None,
 ) -> Callable[[Callable[[A], Any]], Callable[..., Any]]:
     """Register `fn(args: SomeArgs)` as a task; the returned function takes the args as kwargs.
 
@@ -84,7 +88,9 @@ def task(
     them, and a worker imports them once at start only if it serves the task's queue (so
     a forking worker's horses find them loaded, and other workers stay small to fork).
     `unique_for_s` makes its jobs unique by default (a submit may still give its own), and
-    `concurrency_key` with `max_concurrency` limits how many of them run at once.
+    `concurrency_key` with `max_concurrency` limits how many of them run at once;
+    `rate_limit` names the limiter whose rate their starts keep to (or is a function of
+    the args giving its name: one limiter per host of a URL, say).
     """
 
     def register(fn: Callable[[A], Any]) -> Callable[..., Any]:
@@ -111,10 +117,24 @@ def task(
             unique_for_s=unique_for_s,
             concurrency_key=concurrency_key,
             max_concurrency=max_concurrency,
+            rate_limit=rate_limit,
         )
         return run
 
     return register
+
+
+def function_name(task: Task) -> str:
+    """The name RQ records for the task's function (`module.qualname`)."""
+    return f"{task.func.__module__}.{task.func.__qualname__}"
+
+
+def by_function(name: str) -> Task | None:
+    """The task whose function RQ records as `name`, if one is registered."""
+    for task in _tasks.values():
+        if function_name(task) == name:
+            return task
+    return None
 
 
 def _json_result(value: Any) -> Any:

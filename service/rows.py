@@ -68,6 +68,7 @@ class JobRow(_FromRecord):
     concurrency_key: str | None
     max_concurrency: int | None
     held: bool
+    throttled: int
 
     def enqueued(self, at: datetime) -> "JobRow":
         """This row as the ledger will show it once it records `enqueued_at` (a copy of

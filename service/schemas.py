@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from service.settings import per_second
 from service.tables import Status
 
 
@@ -198,6 +199,34 @@ class QueueOut(BaseModel):
     workers: int = Field(description="workers listening on it")
 
 
+class LimiterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rate: str | None = Field(
+        description="N/s, N/min or N/h; null: no rate (it still backs off when told to)",
+        examples=["20/s"],
+    )
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            per_second(value)
+        return value
+
+
+class LimiterOut(BaseModel):
+    name: str
+    per_s: float | None = Field(description="starts a second, spaced 1 / per_s apart")
+    declared: bool = Field(description="set by JOBS_RATE_LIMITS (change it there)")
+    next_at: datetime = Field(description="the earliest its next job may start")
+    backed_off_until: datetime | None = Field(description="the last slow-down ends then")
+    started: int = Field(description="jobs it started")
+    throttled: int = Field(description="jobs sent away to wait, and slow-downs")
+    changed_at: datetime
+    changed_by: str | None
+
+
 class ErrorOut(BaseModel):
     type: str
     message: str
@@ -239,6 +268,9 @@ class JobOut(BaseModel):
     max_concurrency: int | None = None
     held: bool = Field(
         default=False, description="queued, but held: its concurrency key is at its limit"
+    )
+    throttled: int = Field(
+        default=0, description="times it was told to slow down and rescheduled, no attempt spent"
     )
 
 

@@ -1,5 +1,6 @@
 """One typed Settings object, read from the environment (and `.env` when present)."""
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -135,6 +136,25 @@ class Settings(BaseSettings):
         default=100, ge=1, le=1000, description="the parents one job may name in depends_on"
     )
 
+    # Shared rate limits of resources (service.limiters), `smtp=10/s,stripe=100/min`
+    rate_limits: Annotated[dict[str, float], NoDecode] = Field(
+        default={}, description="named limiters: starts per second, from N/s, N/min or N/h"
+    )
+    rate_wait_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="a worker waits this long at most for its job's limiter; longer, the job "
+        "is sent away as scheduled for the limiter's next free slot",
+    )
+    rate_backoff_max_s: float = Field(
+        default=3600, gt=0, description="the longest a RateLimited(retry_after) backs off"
+    )
+    max_throttled: int = Field(
+        default=100,
+        ge=0,
+        description="RateLimited reschedules of one job before it counts as a failed attempt",
+    )
+
     # Per-client token bucket on POST /jobs; on unless JOBS_DEV_MODE, when not set.
     rate_limit: bool | None = None
     rate_limit_per_s: float = Field(default=50, gt=0)
@@ -206,6 +226,26 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _rates(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        rates = {}
+        for part in (p.strip() for p in value.split(",")):
+            if part:
+                name, _, rate = part.partition("=")
+                rates[name.strip()] = per_second(rate)
+        return rates
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _limiter_names(cls, value: dict[str, float]) -> dict[str, float]:
+        for name in value:
+            if not LIMITER_NAME.fullmatch(name):
+                raise ValueError(f"RATE_LIMITS: {name!r} is not a limiter name")
+        return value
+
     @property
     def rate_limit_on(self) -> bool:
         return (not self.dev_mode) if self.rate_limit is None else self.rate_limit
@@ -241,6 +281,19 @@ class Settings(BaseSettings):
     def sync_database_url(self) -> str:
         """The same database through psycopg 3, for the synchronous worker."""
         return str(self.database_url).replace("+asyncpg", "+psycopg", 1)
+
+
+LIMITER_NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,200}")
+_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*")
+_UNIT_S = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+
+
+def per_second(rate: str) -> float:
+    """Starts per second from `N/s`, `N/min` or `N/h` (ValueError otherwise)."""
+    found = _RATE.fullmatch(rate)
+    if found is None or float(found[1]) <= 0:
+        raise ValueError(f"rate {rate.strip()!r} is not N/s, N/min or N/h with N > 0")
+    return float(found[1]) / _UNIT_S[found[2]]
 
 
 @lru_cache

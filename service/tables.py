@@ -96,6 +96,8 @@ jobs = Table(
     Column("concurrency_key", Text),
     Column("max_concurrency", Integer),
     Column("held", Boolean, nullable=False, server_default=text("false")),
+    # times it was told to slow down (RateLimited) and rescheduled without an attempt spent
+    Column("throttled", Integer, nullable=False, server_default=text("0")),
     CheckConstraint(f"status IN ({_statuses})", name="status"),
     CheckConstraint("attempt >= 0", name="attempt"),
     CheckConstraint("max_attempts >= 1", name="max_attempts"),
@@ -237,6 +239,25 @@ queue_states = Table(
     Column("paused", Boolean, nullable=False, server_default=text("false")),
     _ts("changed_at", nullable=False, server_default=func.now()),
     Column("changed_by", Text),
+)
+
+# Named limiters of shared resources (service.limiters): starts are spaced 1 / per_s apart
+# (`next_at`: the earliest next start); `defer_at`: the next slot for a job sent away to
+# wait; `declared`: set from JOBS_RATE_LIMITS.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("per_s", Float),
+    Column("declared", Boolean, nullable=False, server_default=text("false")),
+    _ts("next_at", nullable=False, server_default=func.now()),
+    _ts("defer_at", nullable=False, server_default=func.now()),
+    _ts("backed_off_until"),
+    Column("started", BigInteger, nullable=False, server_default=text("0")),
+    Column("throttled", BigInteger, nullable=False, server_default=text("0")),
+    _ts("changed_at", nullable=False, server_default=func.now()),
+    Column("changed_by", Text),
+    CheckConstraint("per_s > 0", name="per_s"),
 )
 
 # record_analytics: events a job carried; (job_id, seq) makes a retried job's insert a no-op.

@@ -26,7 +26,7 @@ from service.context import (
     task_stats,
     upload_path,
 )
-from service.errors import PermanentError, ResultInvalid
+from service.errors import PermanentError, RateLimited, ResultInvalid
 from service.ledger import STATS_COLUMNS
 from service.outbound import WebhookRefused, post, public_address
 from service.registry import TaskArgs, task
@@ -36,6 +36,7 @@ __all__ = [
     "STATS_COLUMNS",
     "JobContext",
     "PermanentError",
+    "RateLimited",
     "ResultInvalid",
     "TaskArgs",
     "WebhookRefused",

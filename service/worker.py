@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker
@@ -34,10 +34,21 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.results import Result
 from rq.serializers import JSONSerializer
-from sqlalchemy import Connection
 
-from service import broker, context, db, errors, lease, ledger, logs, metrics, outcomes, registry
-from service.concurrency import claim_or_hold, release_held
+from service import (
+    admission,
+    broker,
+    context,
+    db,
+    lease,
+    ledger,
+    limiters,
+    logs,
+    metrics,
+    outcomes,
+    registry,
+)
+from service.concurrency import release_held
 from service.dependencies import ends_a_parent, hand_over_children
 from service.lease import LeaseKeeper
 from service.ledger_writer import LedgerWriter
@@ -86,7 +97,7 @@ class LedgerHooks:
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         claim_began = datetime.now(UTC)
-        claimed = self._claim(job)
+        claimed = admission.admit(self.ledger, job, self.name, self.settings)  # type: ignore[attr-defined]
         if claimed is None:
             self._skip(job, queue)
             return
@@ -228,53 +239,12 @@ class LedgerHooks:
         """RQ exception handler (runs where the job ran): keep the error's type and message
         beside the traceback RQ stores, for the main process to record."""
         execution = getattr(self, "execution", None)
-        job.meta["error"] = {
-            "execution_id": execution.id if execution else None,
-            "type": outcomes.error_type(exc_type),
-            "message": ledger.storable(str(exc_value), outcomes.MESSAGE_LIMIT),
-            "permanent": issubclass(exc_type, errors.PermanentError),
-        }
+        job.meta["error"] = outcomes.remembered(execution.id if execution else None, exc_value)
         try:
             job.save_meta()  # type: ignore[no-untyped-call]
         except RedisError:
             log.warning("job %s: error details not saved to Redis", job.id)
         return True
-
-    def _claim(self, job: Job) -> JobRow | None:
-        """The started row if this job may run here (architecture.md, "The row is the
-        lock"), else None."""
-        try:
-            job_id = UUID(job.id)
-        except ValueError:
-            log.warning("job %s is not a ledger job; skipping it", job.id)
-            return None
-        token = uuid4().hex  # this delivery
-        tries = 0
-
-        def claim(conn: Connection) -> JobRow | None:
-            nonlocal tries
-            tries += 1
-            if tries > 1:  # the first try may have been applied, its answer lost
-                mine = ledger.reclaim(conn, job_id, token)
-                if mine is not None:
-                    return mine
-            return claim_or_hold(conn, job, job_id, self.name, self.settings.lease_s, token)  # type: ignore[attr-defined]
-
-        row = self.ledger.write(claim)
-        if row is None:
-            log.info("job %s skipped: the ledger does not let it start here", job.id)
-            return None
-        mismatch = outcomes.payload_mismatch(job, row)
-        if mismatch is not None:
-            log.error("job %s not run: %s", job.id, mismatch)
-            self.ledger.write(
-                ledger.fail,
-                job_id,
-                row.attempt,
-                outcomes.error("payload_mismatch", mismatch, permanent=True),
-            )
-            return None
-        return row
 
     def _record_outcome(self, job: Job, row: JobRow) -> None:
         if self._written:
@@ -326,7 +296,12 @@ class LedgerHooks:
             log.info("job %s: lease not released (%s); it lapses on its own", row.id, exc)
 
     def _record_failure(self, row: JobRow, error: dict[str, Any]) -> JobRow | None:
-        """Fail the attempt: `scheduled` for a retry while attempts are left, else `failed`."""
+        """Fail the attempt: `scheduled` for a retry while attempts are left, else `failed`;
+        told to slow down (RateLimited), `scheduled` with no attempt spent."""
+        if "retry_after_s" in error:
+            throttled = limiters.throttled(self.ledger, row, error, self.settings)
+            if throttled is not None:
+                return throttled
         if error["permanent"] or row.attempt >= row.max_attempts:
             return self.ledger.write(ledger.fail, row.id, row.attempt, error)
         delay_s = outcomes.retry_delay(row.backoff_s, row.attempt, self.settings.max_backoff_s)

@@ -148,3 +148,13 @@ async def within_rate(client: ClientDep, redis: RedisDep, settings: SettingsDep)
 
 
 LimitedClientDep = Annotated[Client, Depends(within_rate)]
+
+
+async def admin_client(client: ClientDep) -> Client:
+    """The client, if it holds an admin key: 403 if not."""
+    if not client.admin:
+        raise errors.AdminOnly()
+    return client
+
+
+AdminDep = Annotated[Client, Depends(admin_client)]

@@ -29,6 +29,8 @@ STATUS: dict[type[errors.JobServiceError], int] = {
     errors.JobNotFound: 404,
     errors.ScheduleNotFound: 404,
     errors.QueueNotFound: 404,
+    errors.LimiterNotFound: 404,
+    errors.LimiterDeclared: 409,
     errors.AdminOnly: 403,
     errors.ArtifactMissing: 404,
     errors.JobAlreadyTerminal: 409,
@@ -41,7 +43,7 @@ STATUS: dict[type[errors.JobServiceError], int] = {
     errors.BodyTooLarge: 413,
     errors.UploadQuotaExceeded: 413,
     errors.BodyTooSlow: 408,
-    errors.RateLimited: 429,
+    errors.TooManyRequests: 429,
     errors.TooManyStreams: 429,
     errors.LedgerUnavailable: 503,
 }
@@ -65,7 +67,7 @@ def status_of(exc: errors.JobServiceError) -> int:
 def _headers(exc: errors.JobServiceError) -> dict[str, str]:
     if isinstance(exc, errors.Unauthenticated):
         return {"WWW-Authenticate": "Bearer"}
-    if isinstance(exc, errors.RateLimited):
+    if isinstance(exc, errors.TooManyRequests):
         return {"Retry-After": str(exc.retry_after_s)}
     if isinstance(exc, errors.LedgerUnavailable):
         return {"Retry-After": "5"}

@@ -3,8 +3,8 @@ is in `service.queues`)."""
 
 from fastapi import APIRouter
 
-from service import errors, queues
-from service.api.deps import ClientDep, ConnDep, RedisDep
+from service import queues
+from service.api.deps import AdminDep, ConnDep, RedisDep
 from service.keys import Client
 from service.schemas import QueueOut, problems
 
@@ -19,21 +19,14 @@ _errors = problems(
 )
 
 
-def _admin(client: Client) -> None:
-    if not client.admin:
-        raise errors.AdminOnly()
-
-
 @router.get("", response_model=list[QueueOut], responses=_errors)
-async def list_queues(conn: ConnDep, redis: RedisDep, client: ClientDep) -> list[QueueOut]:
+async def list_queues(conn: ConnDep, redis: RedisDep, client: AdminDep) -> list[QueueOut]:
     """Every queue: jobs waiting (due) and the oldest one's wait, jobs running, paused or
     not, its depth in Redis and the workers listening on it."""
-    _admin(client)
     return [QueueOut(**q) for q in await queues.overview(conn, redis)]
 
 
 async def _set(conn: ConnDep, redis: RedisDep, client: Client, name: str, paused: bool) -> QueueOut:
-    _admin(client)
     await queues.set_paused(conn, name, paused, client.name)
     [found] = [q for q in await queues.overview(conn, redis) if q["name"] == name]
     return QueueOut(**found)
@@ -43,13 +36,13 @@ _SET_ERRORS = {**_errors, **problems({404: "no such queue"})}
 
 
 @router.post("/{name}/pause", response_model=QueueOut, responses=_SET_ERRORS)
-async def pause(name: str, conn: ConnDep, redis: RedisDep, client: ClientDep) -> QueueOut:
+async def pause(name: str, conn: ConnDep, redis: RedisDep, client: AdminDep) -> QueueOut:
     """Workers stop claiming jobs of this queue and leave them queued, until it is resumed
     (the state is in the ledger: it survives restarts). A job already running goes on."""
     return await _set(conn, redis, client, name, True)
 
 
 @router.post("/{name}/resume", response_model=QueueOut, responses=_SET_ERRORS)
-async def resume(name: str, conn: ConnDep, redis: RedisDep, client: ClientDep) -> QueueOut:
+async def resume(name: str, conn: ConnDep, redis: RedisDep, client: AdminDep) -> QueueOut:
     """Workers take this queue's jobs again (within a few seconds)."""
     return await _set(conn, redis, client, name, False)

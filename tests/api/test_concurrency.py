@@ -2,15 +2,14 @@
 is held (queued, no attempt spent, out of Redis) and released when a slot frees."""
 
 from typing import Any
-from uuid import UUID
 
 import httpx
-import psycopg
 import pytest
 from redis import Redis
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
 
-from service import broker, concurrency, ledger
+from service import admission, broker, ledger
+from service.ledger_writer import LedgerWriter
 from service.settings import Settings
 from tests.support import Ledger, run_reconcile_pass, run_worker_burst
 
@@ -48,9 +47,11 @@ async def test_a_job_over_the_limit_is_held_then_released(
     queue = broker.queue("default", redis_conn)
     job = queue.fetch_job(first["id"])
     assert job is not None and job.meta == {"concurrency_key": "c1"}
-    url = make_url(settings.sync_database_url).set(drivername="postgresql")
-    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as raw:
-        elsewhere = concurrency.claim_or_hold(raw, job, UUID(first["id"]), "elsewhere", 30, "t")
+    writer = LedgerWriter(settings)
+    try:
+        elsewhere = admission.admit(writer, job, "elsewhere", settings)
+    finally:
+        writer.dispose()
     assert elsewhere is not None  # a worker elsewhere runs the first one
 
     run_worker_burst(settings)  # pops the second: over the limit; the other key runs
