@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from service import localservers
 from service.settings import Settings
 from tests.support import (
+    LEDGER_TABLES,
     RUN_ID,
     Ledger,
     api_client,
@@ -93,9 +94,7 @@ def redis_conn(settings: Settings) -> Iterator[Redis]:
 def clean_state(sql_engine: Engine, redis_conn: Redis) -> None:
     """Every test starts with an empty ledger and an empty Redis db."""
     with sql_engine.begin() as conn:
-        conn.execute(
-            text("TRUNCATE jobs, job_events, api_keys, analytics_events, schedules, queue_states")
-        )
+        conn.execute(text(f"TRUNCATE {LEDGER_TABLES}"))
     redis_conn.flushdb()
 
 

@@ -24,9 +24,7 @@ _NOT_FOR_TESTS = {0, 11}
 
 
 # Every table a test may fill: emptied before each test.
-LEDGER_TABLES = (
-    "jobs, job_events, api_keys, analytics_events, schedules, queue_states, rate_limits"
-)
+LEDGER_TABLES = "jobs, job_events, api_keys, analytics_events, schedules, queue_states, rate_limits"
 
 
 def claim_redis_db(url: str) -> tuple[int, Redis]:

@@ -3,7 +3,7 @@
 import os
 import time
 
-from service.task_api import TaskArgs, current, parents, save_artifact, task
+from service.task_api import RateLimited, TaskArgs, current, parents, save_artifact, task
 
 
 class NoArgs(TaskArgs):
@@ -105,3 +105,18 @@ class SyncArgs(TaskArgs):
 def sync_customer(args: SyncArgs) -> int:
     """A task whose jobs are unique by default: one sync of a customer at a time."""
     return args.customer
+
+
+class LimitedArgs(TaskArgs):
+    limiter: str = "t20"
+    slow_down_s: float = 0  # on its first attempt, raise RateLimited(slow_down_s)
+
+
+@task(name="limited", timeout_s=10, rate_limit=lambda args: args.get("limiter", "t20"))
+def limited(args: LimitedArgs) -> int:
+    """Start no faster than the limiter `limiter` allows; told to slow down on the first
+    attempt if `slow_down_s`. Returns its attempt."""
+    attempt = current().attempt
+    if args.slow_down_s and attempt == 1:
+        raise RateLimited(args.slow_down_s)
+    return attempt

@@ -21,7 +21,7 @@ _errors = problems(
 )
 _CHANGE_ERRORS = {**_errors, **problems({409: "declared in JOBS_RATE_LIMITS: change it there"})}
 
-NameParam = Annotated[str, Path(pattern=LIMITER_NAME.pattern, examples=["smtp"])]
+NameParam = Annotated[str, Path(pattern=f"^{LIMITER_NAME.pattern}$", examples=["smtp"])]
 
 
 @router.get("", response_model=list[LimiterOut], responses=_errors)
