@@ -220,6 +220,18 @@ class JobsClient:
     def resume_queue(self, name: str) -> dict[str, Any]:
         return _json(self._http.post(f"/queues/{name}/resume"))  # type: ignore[no-any-return]
 
+    def rate_limits(self) -> builtins.list[dict[str, Any]]:
+        """Every limiter (an admin key)."""
+        return _json(self._http.get("/rate-limits"))  # type: ignore[no-any-return]
+
+    def set_rate_limit(self, name: str, rate: str | None) -> dict[str, Any]:
+        """`rate`: N/s, N/min or N/h; None: no rate (it still backs off when told to)."""
+        response = self._http.put(f"/rate-limits/{name}", json={"rate": rate})
+        return _json(response)  # type: ignore[no-any-return]
+
+    def delete_rate_limit(self, name: str) -> None:
+        _json(self._http.delete(f"/rate-limits/{name}"))
+
     def stream(self, job_id: str) -> Iterator[tuple[str, Any]]:
         """The job's Server-Sent Events as (event, data) pairs, until the final `job`."""
         with self._http.stream("GET", f"/jobs/{job_id}/stream", timeout=None) as response:
@@ -338,6 +350,16 @@ class AsyncJobsClient:
 
     async def resume_queue(self, name: str) -> dict[str, Any]:
         return _json(await self._http.post(f"/queues/{name}/resume"))  # type: ignore[no-any-return]
+
+    async def rate_limits(self) -> builtins.list[dict[str, Any]]:
+        return _json(await self._http.get("/rate-limits"))  # type: ignore[no-any-return]
+
+    async def set_rate_limit(self, name: str, rate: str | None) -> dict[str, Any]:
+        response = await self._http.put(f"/rate-limits/{name}", json={"rate": rate})
+        return _json(response)  # type: ignore[no-any-return]
+
+    async def delete_rate_limit(self, name: str) -> None:
+        _json(await self._http.delete(f"/rate-limits/{name}"))
 
     async def stream(self, job_id: str) -> AsyncIterator[tuple[str, Any]]:
         async with self._http.stream("GET", f"/jobs/{job_id}/stream", timeout=None) as response:

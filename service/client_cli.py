@@ -1,6 +1,6 @@
-"""`jobsvc submit`, `batch`, `status`, `cancel`, `bulk`, `schedules …` and `queues …`: the
-API from the shell, through `service.client`. The API's address and key come from --url/--key or
-JOBS_URL/JOBS_API_KEY."""
+"""`jobsvc submit`, `batch`, `status`, `cancel`, `bulk`, `schedules …`, `queues …` and
+`rate-limits …`: the API from the shell, through `service.client`. The API's address and
+key come from --url/--key or JOBS_URL/JOBS_API_KEY."""
 
 import json
 import sys
@@ -302,6 +302,47 @@ queues.command("pause", help="Workers leave NAME's jobs queued until it is resum
 queues.command("resume", help="Workers take NAME's jobs again.")(_queue_command(False))
 
 
+@click.group("rate-limits")
+def rate_limits() -> None:
+    """Shared limiters of resources (an admin key): list them, set a rate, delete one."""
+
+
+@rate_limits.command("list")
+@url_option
+@key_option
+def rate_limits_list(url: str, key: str | None) -> None:
+    """One line a limiter: name, rate, jobs started and throttled, last back-off."""
+    with JobsClient(url, key) as jobs, _api_errors():
+        for lim in jobs.rate_limits():
+            rate = "no rate" if lim["per_s"] is None else f"{lim['per_s']:g}/s"
+            click.echo(
+                f"{lim['name']:<24} {rate:<10} started {lim['started']:<8} "
+                f"throttled {lim['throttled']:<6} backed off until {lim['backed_off_until']}"
+            )
+
+
+@rate_limits.command("set")
+@click.argument("name")
+@click.argument("rate")
+@url_option
+@key_option
+def rate_limits_set(name: str, rate: str, url: str, key: str | None) -> None:
+    """Start NAME's jobs at most at RATE (N/s, N/min or N/h; `none`: no rate)."""
+    with JobsClient(url, key) as jobs, _api_errors():
+        _print(jobs.set_rate_limit(name, None if rate == "none" else rate))
+
+
+@rate_limits.command("delete")
+@click.argument("name")
+@url_option
+@key_option
+def rate_limits_delete(name: str, url: str, key: str | None) -> None:
+    """Forget NAME: its jobs start as fast as workers take them."""
+    with JobsClient(url, key) as jobs, _api_errors():
+        jobs.delete_rate_limit(name)
+    click.echo(f"limiter {name} deleted", err=True)
+
+
 @click.command()
 @click.argument("action", type=click.Choice(["cancel", "retry"]))
 @click.option("--status", default=None)
@@ -341,4 +382,4 @@ def _api_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-COMMANDS = [submit, batch, status, cancel, bulk, schedules, queues]
+COMMANDS = [submit, batch, status, cancel, bulk, schedules, queues, rate_limits]

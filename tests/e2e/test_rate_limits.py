@@ -2,6 +2,7 @@
 no faster than that, as their events show, and a receiver answering 429 with Retry-After
 stops every worker's jobs for its host for that long."""
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -101,9 +102,10 @@ def test_a_429_with_retry_after_pauses_the_host_for_every_worker(
     ledger_rows: Ledger,
 ) -> None:
     stack = make_stack(**FAST, JOBS_WEBHOOK_ALLOW_PRIVATE="1")
-    admin = {"Authorization": f"Bearer {make_key(sql_engine, 'ops', admin=True)}"}
-    r = stack.http.put("/rate-limits/webhook:127.0.0.1", json={"rate": "2/s"}, headers=admin)
-    assert r.status_code == 200, r.text
+    admin = make_key(sql_engine, "ops", admin=True)
+    stack.env.update(JOBS_URL=str(stack.http.base_url), JOBS_API_KEY=admin)
+    set_rate = json.loads(stack.cli("rate-limits", "set", "webhook:127.0.0.1", "2/s"))
+    assert set_rate["per_s"] == 2 and set_rate["changed_by"] == "ops"
     stack.reconciler()
     stack.workers(4)
 
@@ -118,6 +120,5 @@ def test_a_429_with_retry_after_pauses_the_host_for_every_worker(
     assert len(rest) == 5  # the four others and the one told to slow down, once more
     assert min(rest) - first >= 2  # nothing reached the host for the 2 s it asked
     assert len({worker for _, worker in _starts(ledger_rows, job_ids)}) >= 3
-    limiters = stack.http.get("/rate-limits", headers=admin).json()
-    [host] = [lim for lim in limiters if lim["name"] == "webhook:127.0.0.1"]
-    assert host["throttled"] >= 1 and host["backed_off_until"] is not None
+    [host] = stack.cli("rate-limits", "list").splitlines()
+    assert host.startswith("webhook:127.0.0.1") and "2/s" in host and "started 6" in host
