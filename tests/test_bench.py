@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {
     "submit", "submit p99", "submit p99 at 240/s", "poll", "batch submit", "worker forking",
-    "worker simple",
+    "worker simple", "claim, no key", "claim, concurrency key", "claim, rate limiter",
     "end-to-end p50 (forking)", "end-to-end p50 (simple)", "listing p99, deep cursor, 4 clients",
     "API peak RSS", "worker peak RSS",
 }  # fmt: skip
