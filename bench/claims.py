@@ -39,7 +39,7 @@ def claims_per_s(bench: Any, kind: str, n: int) -> float:
                 " SELECT gen_random_uuid(), :task, :queue, CAST(:args AS jsonb), 'queued', 30,"
                 " 'bench', CAST(:key AS text), CASE WHEN :key IS NOT NULL THEN 1000000 END"
                 " FROM generate_series(1, :n)"
-                " RETURNING id, task, queue, args, timeout_s, created_at, concurrency_key"
+                " RETURNING id, task, queue, args, timeout_s, created_at, concurrency_key, priority"
             ),
             {"task": task, "queue": queue, "args": _json(args), "key": key, "n": n},
         ).all()

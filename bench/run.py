@@ -431,7 +431,7 @@ def seed_ledger_jobs(bench: Bench, n: int) -> None:
                 "INSERT INTO jobs (id, task, queue, args, status, timeout_s, owner, enqueued_at)"
                 " SELECT gen_random_uuid(), 'echo', 'default', '{\"value\": 1}', 'queued', 30,"
                 " 'bench', now() FROM generate_series(1, :n)"
-                " RETURNING id, task, queue, args, timeout_s, created_at, concurrency_key"
+                " RETURNING id, task, queue, args, timeout_s, created_at, concurrency_key, priority"
             ),
             {"n": n},
         ).all()

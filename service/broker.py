@@ -27,7 +27,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now, utcformat
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from service import errors, registry
+from service import errors, priorities, registry
 from service.rows import JobRow
 from service.settings import Settings
 
@@ -76,11 +76,15 @@ def connect(settings: Settings, *, ride_out_s: float = 0) -> Redis:
 
 
 def queue_depths(connection: Redis, names: Sequence[str]) -> dict[str, int]:
-    """How many jobs wait in each RQ queue."""
+    """How many jobs wait in each queue's RQ lists (one a priority)."""
+    lists = priorities.listening(names)
     with connection.pipeline(transaction=False) as pipe:
-        for name in names:
+        for name in lists:
             pipe.llen(Queue.redis_queue_namespace_prefix + name)
-        return dict(zip(names, pipe.execute(), strict=True))
+        depths = dict.fromkeys(names, 0)
+        for name, depth in zip(lists, pipe.execute(), strict=True):
+            depths[priorities.queue_of(name)] += depth
+        return depths
 
 
 def workers_listening(connection: Redis, names: Sequence[str]) -> dict[str, int]:
@@ -106,12 +110,12 @@ def enqueue_rows(connection: Redis, rows: Sequence[JobRow], result_ttl_s: int) -
     of what building an RQ `Job` for each job costs (docs/performance.md, "Batch")."""
     templates: dict[tuple[str, str, int], _Template] = {}
     with connection.pipeline() as pipe:
-        for name in sorted({row.queue for row in rows}):
+        for name in sorted({rq_queue(row) for row in rows}):
             pipe.sadd(Queue.redis_queues_keys, Queue.redis_queue_namespace_prefix + name)
         enqueued_at = utcformat(now())
         created: dict[datetime, str] = {}  # a batch's jobs share one (its transaction's)
         for row in rows:
-            shape = (row.task, row.queue, row.timeout_s)
+            shape = (row.task, rq_queue(row), row.timeout_s)
             if shape not in templates:
                 templates[shape] = _Template(connection, *shape, result_ttl_s)
             job_id = str(row.id)
@@ -119,8 +123,13 @@ def enqueue_rows(connection: Redis, rows: Sequence[JobRow], result_ttl_s: int) -
                 created[row.created_at] = utcformat(row.created_at)
             fields = templates[shape].fields(row, created[row.created_at], enqueued_at)
             pipe.hset(Job.key_for(job_id), mapping=fields)
-            pipe.rpush(Queue.redis_queue_namespace_prefix + row.queue, job_id)
+            pipe.rpush(Queue.redis_queue_namespace_prefix + shape[1], job_id)
         pipe.execute()
+
+
+def rq_queue(row: JobRow) -> str:
+    """The RQ queue (list) a job waits in: its queue's list of its priority."""
+    return priorities.rq_name(row.queue, row.priority)
 
 
 class _Template:

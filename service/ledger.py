@@ -84,6 +84,7 @@ def _insert_params(batch: list[NewJob], actor: str) -> dict[str, object]:
         "unique_key": [job.unique_key for job in batch],
         "concurrency_key": [job.concurrency_key for job in batch],
         "max_concurrency": [job.max_concurrency for job in batch],
+        "priority": [job.priority for job in batch],
         "detail": _by(actor),
     }
 

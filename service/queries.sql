@@ -19,12 +19,12 @@
 INSERT INTO jobs (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta,
                   run_at, idempotency_key, request_hash, callback_url, trace_context,
                   depends_on, pending_parents, on_parent_failure, error, unique_key,
-                  concurrency_key, max_concurrency, finished_at, status)
+                  concurrency_key, max_concurrency, priority, finished_at, status)
 SELECT j.id, j.task, j.queue, j.args, j.timeout_s, j.max_attempts, j.backoff_s, j.owner,
        j.meta, CASE WHEN s.start > now() THEN s.start END, j.idempotency_key,
        j.request_hash, j.callback_url, j.trace_context,
        string_to_array(j.depends_on, ',')::uuid[], j.pending_parents, j.on_parent_failure,
-       j.error, j.unique_key, j.concurrency_key, j.max_concurrency,
+       j.error, j.unique_key, j.concurrency_key, j.max_concurrency, j.priority,
        CASE WHEN j.error IS NOT NULL THEN now() END,
        CASE WHEN j.error IS NOT NULL THEN 'canceled'
             WHEN j.pending_parents > 0 THEN 'waiting'
@@ -35,11 +35,12 @@ FROM unnest(%(id)s::uuid[], %(task)s::text[], %(queue)s::text[], %(args)s::jsonb
             %(delay_s)s::float8[], %(idempotency_key)s::text[], %(request_hash)s::text[],
             %(callback_url)s::text[], %(trace_context)s::text[], %(depends_on)s::text[],
             %(pending_parents)s::int[], %(on_parent_failure)s::text[], %(error)s::jsonb[],
-            %(unique_key)s::text[], %(concurrency_key)s::text[], %(max_concurrency)s::int[])
+            %(unique_key)s::text[], %(concurrency_key)s::text[], %(max_concurrency)s::int[],
+            %(priority)s::smallint[])
        AS j (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta, run_at,
              delay_s, idempotency_key, request_hash, callback_url, trace_context, depends_on,
              pending_parents, on_parent_failure, error, unique_key, concurrency_key,
-             max_concurrency)
+             max_concurrency, priority)
 CROSS JOIN LATERAL
   (SELECT coalesce(j.run_at, now() + j.delay_s * interval '1 second') AS start) AS s
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING

@@ -9,9 +9,10 @@ forgotten by the worker and delivered again by the reconciler, to wait in its qu
 state is a ledger row: it survives restarts of every process, and Redis flushes.
 """
 
+import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from redis import Redis
@@ -20,7 +21,7 @@ from rq.queue import Queue
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
-from service import broker, db, errors, registry, sql
+from service import broker, db, errors, priorities, registry, sql
 from service.sql import SyncConnection
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,11 @@ class Pauses:
         return self._paused
 
 
-def pausable(pauses: Pauses) -> type[Queue]:
-    """RQ's queue class for a worker that leaves paused queues alone."""
+def pausable(pauses: Pauses, low_share: int) -> type[Queue]:
+    """RQ's queue class for a worker that leaves paused queues alone and takes its
+    queues' priority lists highest first, but lowest first every `low_share`-th pop (0:
+    never; `service.priorities`)."""
+    pops = itertools.count(1)
 
     class PausableQueue(Queue):
         @classmethod
@@ -60,14 +64,28 @@ def pausable(pauses: Pauses) -> type[Queue]:
             cls, queues: Iterable[Queue], timeout: int | None, *args: Any, **kwargs: Any
         ) -> tuple[Any, Queue] | None:
             paused = pauses.current()
-            listened = [q for q in queues if q.name not in paused]
+            listened = [q for q in queues if priorities.queue_of(q.name) not in paused]
             wait = None if timeout is None else min(timeout, CHECK_S)
             if not listened:  # every queue paused: wait, then look again
                 if wait is None:
                     return None
                 time.sleep(wait)
                 raise DequeueTimeout(wait, [q.key for q in queues])
+            if low_share and next(pops) % low_share == 0:
+                by_name = {q.name: q for q in listened}
+                listened = [by_name[n] for n in priorities.lowest_first(list(by_name))]
             return super().dequeue_any(listened, wait, *args, **kwargs)
+
+        @classmethod
+        def lpop(
+            cls, queue_keys: Sequence[str], timeout: int | None, connection: Redis | None = None
+        ) -> Any:
+            """RQ's pop, but one round trip for a non-blocking pop over many lists (RQ
+            tries them one by one)."""
+            if timeout is not None or len(queue_keys) == 1 or connection is None:
+                return super().lpop(queue_keys, timeout, connection=connection)
+            found = connection.eval(priorities.POP_FIRST, len(queue_keys), *queue_keys)
+            return tuple(found) if found else None
 
     return PausableQueue
 

@@ -42,7 +42,7 @@ class DeliveryCheck:
     def lost(self, conn: Connection, rows: Sequence[JobRow]) -> list[JobRow]:
         """The rows Redis no longer delivers; ids stranded in an intermediate list are
         taken out of it."""
-        views = broker.queue_views(self.redis, {row.queue for row in rows})
+        views = broker.queue_views(self.redis, {broker.rq_queue(row) for row in rows})
         states = broker.job_states(self.redis, [row.id for row in rows])
         heads = ledger.enqueued_at(conn, [h for v in views.values() if (h := _uuid(v.head))])
         self._popped_before = {
@@ -52,14 +52,14 @@ class DeliveryCheck:
         }
         lost = []
         for row in rows:
-            view = views[row.queue]
+            view = views[broker.rq_queue(row)]
             head = _uuid(view.head)
             head_at = heads.get(head) if head else None
             if not self._held(row, view, states[row.id], head_at):
                 lost.append(row)
         for row in lost:
-            if str(row.id) in views[row.queue].popped:
-                broker.forget_popped(self.redis, row.queue, row.id)
+            if str(row.id) in views[broker.rq_queue(row)].popped:
+                broker.forget_popped(self.redis, broker.rq_queue(row), row.id)
         return lost
 
     def _held(
@@ -69,7 +69,7 @@ class DeliveryCheck:
         if job_id in view.popped:
             if self._popped_before.pop(row.id, None) is not None:
                 return False  # stranded: its worker died between the pop and the claim
-            self._popped_before[row.id] = row.queue
+            self._popped_before[row.id] = broker.rq_queue(row)
             return True
         if state != JobStatus.QUEUED:
             return False

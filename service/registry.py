@@ -48,6 +48,7 @@ class Task:
     # the named limiter its starts count against (service.limiters): a name, or a function
     # of the job's args giving one (or None: not limited)
     rate_limit: str | Callable[[dict[str, Any]], str | None] | None = None
+    priority: int = 0  # 0 to 9, higher first within its queue (service.priorities)
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """The args as the task will see them (defaults filled in), or ArgsInvalid."""
@@ -81,6 +82,7 @@ def task(
     concurrency_key: str | None = None,
     max_concurrency: int | None = None,
     rate_limit: str | Callable[[dict[str, Any]], str | None] | None = None,
+    priority: int = 0,
 ) -> Callable[[Callable[[A], Any]], Callable[..., Any]]:
     """Register `fn(args: SomeArgs)` as a task; the returned function takes the args as kwargs.
 
@@ -90,7 +92,8 @@ def task(
     `unique_for_s` makes its jobs unique by default (a submit may still give its own), and
     `concurrency_key` with `max_concurrency` limits how many of them run at once;
     `rate_limit` names the limiter whose rate their starts keep to (or is a function of
-    the args giving its name: one limiter per host of a URL, say).
+    the args giving its name: one limiter per host of a URL, say); `priority` (0 to 9,
+    higher first) orders its jobs within their queue unless a submit gives its own.
     """
 
     def register(fn: Callable[[A], Any]) -> Callable[..., Any]:
@@ -101,6 +104,8 @@ def task(
         def run(**kwargs: Any) -> Any:
             return _json_result(fn(model.model_validate(kwargs)))  # type: ignore[arg-type]
 
+        if priority not in range(10):
+            raise ValueError(f"task {task_name!r}: priority {priority} is not 0 to 9")
         if task_name in _tasks and _tasks[task_name].func.__qualname__ != fn.__qualname__:
             raise ValueError(f"task {task_name!r} is registered twice")
         _tasks[task_name] = Task(
@@ -118,6 +123,7 @@ def task(
             concurrency_key=concurrency_key,
             max_concurrency=max_concurrency,
             rate_limit=rate_limit,
+            priority=priority,
         )
         return run
 

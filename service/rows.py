@@ -69,6 +69,7 @@ class JobRow(_FromRecord):
     max_concurrency: int | None
     held: bool
     throttled: int
+    priority: int
 
     def enqueued(self, at: datetime) -> "JobRow":
         """This row as the ledger will show it once it records `enqueued_at` (a copy of
@@ -125,6 +126,7 @@ class NewJob:
     # at most `max_concurrency` running jobs of `concurrency_key` (service.concurrency)
     concurrency_key: str | None = None
     max_concurrency: int | None = None
+    priority: int = 0  # 0 to 9, higher first (service.priorities)
 
 
 @dataclass(frozen=True)

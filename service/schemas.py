@@ -104,6 +104,13 @@ class JobIn(BaseModel):
     max_concurrency: int | None = Field(
         default=None, ge=1, le=10_000, description="with concurrency_key", examples=[2]
     )
+    priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=9,
+        description="0 to 9, higher first within its queue; default: the task's (0 unless it says)",
+        examples=[9],
+    )
 
     @field_validator("callback_url")
     @classmethod
@@ -272,6 +279,7 @@ class JobOut(BaseModel):
     throttled: int = Field(
         default=0, description="times it was told to slow down and rescheduled, no attempt spent"
     )
+    priority: int = Field(default=0, description="0 to 9, higher first within its queue")
 
 
 class CanceledOut(JobOut):

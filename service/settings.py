@@ -155,6 +155,13 @@ class Settings(BaseSettings):
         description="RateLimited reschedules of one job before it counts as a failed attempt",
     )
 
+    priority_low_share: int = Field(
+        default=10,
+        ge=0,
+        description="every this-many-th pop a worker takes its queues' lowest priority "
+        "first, so higher priorities cannot starve lower ones (0: strict priority)",
+    )
+
     # Per-client token bucket on POST /jobs; on unless JOBS_DEV_MODE, when not set.
     rate_limit: bool | None = None
     rate_limit_per_s: float = Field(default=50, gt=0)

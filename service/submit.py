@@ -125,6 +125,7 @@ def prepare(
         unique_states=unique_states,
         concurrency_key=limited_by,
         max_concurrency=most,
+        priority=task.priority if spec.priority is None else spec.priority,
     )
 
 
@@ -200,6 +201,7 @@ def system_job(
         trace_context=trace_context,
         concurrency_key=limited_by,
         max_concurrency=most,
+        priority=task.priority,
     )
 
 

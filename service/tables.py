@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
@@ -98,6 +99,9 @@ jobs = Table(
     Column("held", Boolean, nullable=False, server_default=text("false")),
     # times it was told to slow down (RateLimited) and rescheduled without an attempt spent
     Column("throttled", Integer, nullable=False, server_default=text("0")),
+    # 0 to 9, higher first: the job waits in its queue's RQ list of that priority
+    Column("priority", SmallInteger, nullable=False, server_default=text("0")),
+    CheckConstraint("priority BETWEEN 0 AND 9", name="priority"),
     CheckConstraint(f"status IN ({_statuses})", name="status"),
     CheckConstraint("attempt >= 0", name="attempt"),
     CheckConstraint("max_attempts >= 1", name="max_attempts"),

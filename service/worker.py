@@ -46,6 +46,7 @@ from service import (
     logs,
     metrics,
     outcomes,
+    priorities,
     registry,
 )
 from service.concurrency import release_held
@@ -79,11 +80,14 @@ class LedgerHooks:
         kwargs.setdefault("serializer", JSONSerializer)
         kwargs.setdefault("job_monitoring_interval", self.check_interval_s)
         pauses = Pauses(lambda: self.ledger.once(paused_names))  # paused queues are left alone
-        kwargs.setdefault("queue_class", pausable(pauses))
+        kwargs.setdefault("queue_class", pausable(pauses, settings.priority_low_share))
+        if args:  # each queue's lists, one a priority, highest first (service.priorities)
+            names = [q if isinstance(q, str) else q.name for q in args[0]]
+            args = (priorities.listening(names), *args[1:])
         super().__init__(*args, **kwargs)
         self.settings = settings
         registry.load(self.settings.task_modules)
-        registry.preload(self.queue_names())  # type: ignore[attr-defined]
+        registry.preload(sorted({priorities.queue_of(n) for n in self.queue_names()}))  # type: ignore[attr-defined]
         self.ledger = LedgerWriter(settings)
         self._execution_id: str | None = None
         self._horse_status: int | None = None

@@ -23,7 +23,7 @@ def _row(task: str, queue: str, args: dict[str, object], timeout_s: int) -> JobR
         created_at=now, enqueued_at=None, started_at=None, finished_at=None, updated_at=now,
         callback_url=None, callback_for=None, trace_context=None, depends_on=None,
         pending_parents=0, on_parent_failure=None, has_children=False, unique_key=None,
-        concurrency_key=None, max_concurrency=None, held=False, throttled=0,
+        concurrency_key=None, max_concurrency=None, held=False, throttled=0, priority=0,
     )  # fmt: skip
 
 

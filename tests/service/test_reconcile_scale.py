@@ -35,7 +35,7 @@ def test_a_pass_over_a_deep_queue_costs_redis_little(
                 "        'tester', now() - i * interval '1 ms',"
                 "        now() - interval '1 hour' + i * interval '1 ms'"
                 " FROM generate_series(1, :n) i ORDER BY i"
-                " RETURNING id, task, queue, args, timeout_s, created_at, concurrency_key"
+                " RETURNING id, task, queue, args, timeout_s, created_at, concurrency_key, priority"
             ),
             {"n": QUEUED},
         ).all()
