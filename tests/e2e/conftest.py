@@ -85,10 +85,15 @@ class Stack:
     def workers(self, count: int) -> None:
         """`count` workers, `w0`, `w1`, …, every other one `--simple`, started together
         (each takes a second to come up)."""
-        names = [f"w{n}" for n in range(count)]
-        for n, name in enumerate(names):
-            self.start(name, "jobsvc", "worker", *(["--simple"] if n % 2 else []), "--name", name)
-        for name in names:
+        self.named_workers(**{f"w{n}": bool(n % 2) for n in range(count)})
+
+    def named_workers(self, **simple: bool) -> None:
+        """Workers by name, each `--simple` or not, started together."""
+        for name, is_simple in simple.items():
+            self.start(
+                name, "jobsvc", "worker", *(["--simple"] if is_simple else []), "--name", name
+            )
+        for name in simple:
             self.wait_for_log(name, "ready")
 
     def reconciler(self, name: str = "reconciler") -> subprocess.Popen[bytes]:

@@ -19,8 +19,7 @@ def test_cancel_running_and_queued_jobs_by_task_then_retry_some(
     make_stack: Callable[..., Stack], api_key: str, sql_engine: Engine, ledger_rows: Ledger
 ) -> None:
     stack = make_stack(**FAST)
-    stack.worker("w1")
-    stack.worker("w2")
+    stack.named_workers(w1=False, w2=False)
     sleepers = [stack.submit("sleep", seconds=30) for _ in range(5)]
     wait_until(lambda: ledger_rows.count("status = 'started'") == 2, 20, "two running")
 

@@ -17,13 +17,12 @@ def test_a_retry_right_after_a_cancel_never_overlaps_the_canceled_attempt(
     make_stack: Callable[..., Stack], tmp_path: Path, simple: bool
 ) -> None:
     stack = make_stack(**TEST_TASKS)
-    stack.worker("w1", simple=simple)
-    stack.worker("w2", simple=simple)
+    stack.named_workers(w1=simple, w2=simple)
     record = tmp_path / "beats"
-    r = stack.http.post("/jobs", json={"task": "beat", "args": {"seconds": 5, "path": str(record)}})
+    r = stack.http.post("/jobs", json={"task": "beat", "args": {"seconds": 3, "path": str(record)}})
     job_id = r.json()["id"]
     assert stack.wait(job_id, ("started",))["status"] == "started"
-    stack.wait(job_id, ("never",), timeout=1)  # let it run for 1 s (4 s left: past a check)
+    stack.wait(job_id, ("never",), timeout=1)  # let it run for 1 s (2 s left)
 
     assert stack.http.post(f"/jobs/{job_id}/cancel").json()["status"] == "canceled"
     retried = stack.http.post(f"/jobs/{job_id}/retry", timeout=30)

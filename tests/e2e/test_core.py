@@ -161,8 +161,7 @@ def test_a_job_past_its_timeout_is_stopped_and_its_retry_does_not_overlap_it(
     """On a real forking `jobsvc worker`: RQ stops the attempt at `timeout_s` (type
     `timeout`), and the retry starts only after it stopped, by the task's own record."""
     stack = make_stack(**TEST_TASKS)
-    stack.worker("w1")
-    stack.worker("w2")
+    stack.named_workers(w1=False, w2=False)
     stack.reconciler()  # releases the retry when its backoff ends
     record = tmp_path / "beats"
     r = stack.http.post(

@@ -59,8 +59,7 @@ def test_a_job_s_whole_life_runs_through_pgbouncer(
     redis_conn.lrem("rq:queue:default", 0, lost)
     redis_conn.delete(Job.key_for(lost))
 
-    stack.worker("w1")
-    stack.worker("w2", simple=True)
+    stack.named_workers(w1=False, w2=True)
     singles = [stack.submit("echo", value=i) for i in range(20)]
     batch = stack.http.post(
         "/jobs/batch", json={"jobs": [{"task": "echo", "args": {"value": i}} for i in range(30)]}

@@ -18,8 +18,7 @@ def test_a_paused_queue_waits_through_restarts_and_runs_when_resumed(
 ) -> None:
     stack = make_stack(**FAST)
     admin = {"Authorization": f"Bearer {make_key(sql_engine, 'ops', admin=True)}"}
-    stack.worker("w1")
-    stack.worker("w2", simple=True)
+    stack.named_workers(w1=False, w2=True)
     stack.reconciler()  # delivers again what a worker popped as the pause landed
     assert stack.http.post("/queues/default/pause", headers=admin).status_code == 200
 

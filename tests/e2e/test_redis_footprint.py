@@ -43,8 +43,7 @@ def test_redis_keeps_no_job_past_the_result_ttl(
     done = [stack.submit("echo", value=i) for i in range(20)]
     failed = [stack.submit("fail", message="no") for _ in range(5)]
 
-    stack.worker("w1")
-    stack.worker("w2", simple=True)
+    stack.named_workers(w1=False, w2=True)
     for job_id in done + failed:
         assert stack.wait(job_id)["status"] in ("finished", "failed")
     assert ledger_rows.count("status = 'finished'") == 20

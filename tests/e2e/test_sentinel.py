@@ -52,8 +52,7 @@ def test_a_master_killed_mid_stream_loses_no_job(
         **FAST,
     )
     stack.reconciler()
-    stack.worker("w1", simple=True)
-    stack.worker("w2", simple=True)
+    stack.named_workers(w1=True, w2=True)
 
     answers: list[int] = []
     accepted: list[str] = []

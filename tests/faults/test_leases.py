@@ -54,8 +54,7 @@ def test_a_lost_worker_is_found_within_the_lease_not_the_timeout(
     `make soak`; a 6-s lease in every run)."""
     stack, ledger_rows, _ = world
     stack.env["JOBS_LEASE_S"] = str(lease_s)  # for workers and reconciler alike
-    stack.worker("w1")
-    stack.worker("w2")
+    stack.named_workers(w1=False, w2=False)
     stack.reconciler()
     r = stack.http.post(
         "/jobs",

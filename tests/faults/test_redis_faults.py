@@ -31,8 +31,7 @@ def submit_echoes(stack: Stack, n: int) -> list[str]:
 
 
 def start_workers(stack: Stack) -> None:
-    stack.worker("w1")
-    stack.worker("w2", simple=True)
+    stack.named_workers(w1=False, w2=True)
     stack.reconciler()
 
 

@@ -13,8 +13,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
 def test_job_of_a_killed_worker_finishes_on_another(world: tuple[Stack, Ledger, Private]) -> None:
     stack, ledger_rows, _ = world
-    stack.worker("w1")
-    stack.worker("w2")
+    stack.named_workers(w1=False, w2=False)
     stack.reconciler()
     r = stack.http.post(
         "/jobs", json={"task": "sleep", "args": {"seconds": 2}, "timeout_s": 4, "max_attempts": 2}
