@@ -177,9 +177,9 @@ class QueueView:
 
 
 def enqueue_known(redis: Redis, rows: Sequence[JobRow], result_ttl_s: int) -> list[JobRow]:
-    """Enqueue the rows whose task this process knows (raises RedisError if Redis
-    refuses); returns those."""
-    known = [row for row in rows if _task_known(row.task)]
+    """Enqueue the rows whose task this process knows, but for parked ones (fair share:
+    not in Redis on purpose); raises RedisError if Redis refuses; returns those sent."""
+    known = [row for row in rows if not row.parked and _task_known(row.task)]
     if known:
         enqueue_rows(redis, known, result_ttl_s)
     return known

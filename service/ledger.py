@@ -85,6 +85,7 @@ def _insert_params(batch: list[NewJob], actor: str) -> dict[str, object]:
         "concurrency_key": [job.concurrency_key for job in batch],
         "max_concurrency": [job.max_concurrency for job in batch],
         "priority": [job.priority for job in batch],
+        "fair_quota": [job.fair_quota for job in batch],
         "detail": _by(actor),
     }
 
@@ -180,24 +181,6 @@ async def watched(
     reads would otherwise show as an event beside the state before it)."""
     async with sql.snapshot(conn):
         return await get(conn, job_id, owner), await events_after(conn, job_id, after_id)
-
-
-async def census(
-    conn: AsyncConnection,
-) -> tuple[dict[str, int], dict[str, tuple[int, float]], dict[str, int]]:
-    """Jobs by status (every status, 0 where none); by queue the jobs waiting for a worker
-    with the seconds the oldest has waited (the queues that have any); by queue the jobs
-    held by a concurrency key."""
-    by_status = {str(status): 0 for status in Status}
-    backlog: dict[str, tuple[int, float]] = {}
-    held: dict[str, int] = {}
-    for row in await sql.fetch(conn, sql.query("census")):
-        by_status[row["status"]] += row["n"]
-        if row["held"]:
-            held[row["queue"]] = held.get(row["queue"], 0) + row["n"]
-        elif row["status"] == Status.QUEUED:
-            backlog[row["queue"]] = (row["n"], max(0.0, row["oldest_s"]))
-    return by_status, backlog, held
 
 
 async def ping(conn: AsyncConnection) -> None:

@@ -152,9 +152,16 @@ class _Current(Collector):
         )
         for queue, n in sorted(self.current.get("held", {}).items()):
             held.add_metric([queue], n)
-        yield depth
-        yield rows
-        yield backlog
-        yield oldest
-        yield paused
-        yield held
+        parked = GaugeMetricFamily(
+            "jobsvc_jobs_parked",
+            "Jobs queued but parked: their owner has its fair share of the queue in flight",
+            labels=["queue"],
+        )
+        for queue, n in sorted(self.current.get("parked", {}).items()):
+            parked.add_metric([queue], n)
+        tenants = GaugeMetricFamily(
+            "jobsvc_tenant_backlog", "Each owner's queued jobs (parked ones too)", labels=["owner"]
+        )
+        for owner, n in sorted(self.current.get("tenants", {}).items()):
+            tenants.add_metric([owner], n)
+        yield from (depth, rows, backlog, oldest, paused, held, parked, tenants)

@@ -15,16 +15,25 @@
 -- job may start is decided by the database's clock: `run_at`, or now + `delay_s`; a start
 -- in the future waits as `scheduled`. A job with parents still running waits as `waiting`
 -- (`depends_on`, comma-separated ids); one whose parent failed already, under the policy
--- `cancel`, is recorded canceled with the `error` given.
+-- `cancel`, is recorded canceled with the `error` given. Under fair share (`fair_quota`
+-- > 0, `service.fair_share`) a job queued at once is `parked` when its owner already has
+-- that many jobs of its queue in flight, counting the batch's own before it.
 INSERT INTO jobs (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta,
                   run_at, idempotency_key, request_hash, callback_url, trace_context,
                   depends_on, pending_parents, on_parent_failure, error, unique_key,
-                  concurrency_key, max_concurrency, priority, finished_at, status)
+                  concurrency_key, max_concurrency, priority, parked, finished_at, status)
 SELECT j.id, j.task, j.queue, j.args, j.timeout_s, j.max_attempts, j.backoff_s, j.owner,
        j.meta, CASE WHEN s.start > now() THEN s.start END, j.idempotency_key,
        j.request_hash, j.callback_url, j.trace_context,
        string_to_array(j.depends_on, ',')::uuid[], j.pending_parents, j.on_parent_failure,
        j.error, j.unique_key, j.concurrency_key, j.max_concurrency, j.priority,
+       CASE WHEN j.fair_quota > 0 AND j.error IS NULL AND j.pending_parents = 0
+                 AND NOT coalesce(s.start > now(), false)
+            THEN (SELECT count(*) FROM jobs f
+                  WHERE f.owner = j.owner AND f.queue = j.queue
+                    AND f.status IN ('queued', 'started') AND NOT f.parked)
+                 + row_number() OVER (PARTITION BY j.owner, j.queue ORDER BY j.n) > j.fair_quota
+            ELSE false END,
        CASE WHEN j.error IS NOT NULL THEN now() END,
        CASE WHEN j.error IS NOT NULL THEN 'canceled'
             WHEN j.pending_parents > 0 THEN 'waiting'
@@ -36,11 +45,11 @@ FROM unnest(%(id)s::uuid[], %(task)s::text[], %(queue)s::text[], %(args)s::jsonb
             %(callback_url)s::text[], %(trace_context)s::text[], %(depends_on)s::text[],
             %(pending_parents)s::int[], %(on_parent_failure)s::text[], %(error)s::jsonb[],
             %(unique_key)s::text[], %(concurrency_key)s::text[], %(max_concurrency)s::int[],
-            %(priority)s::smallint[])
+            %(priority)s::smallint[], %(fair_quota)s::int[]) WITH ORDINALITY
        AS j (id, task, queue, args, timeout_s, max_attempts, backoff_s, owner, meta, run_at,
              delay_s, idempotency_key, request_hash, callback_url, trace_context, depends_on,
              pending_parents, on_parent_failure, error, unique_key, concurrency_key,
-             max_concurrency, priority)
+             max_concurrency, priority, fair_quota, n)
 CROSS JOIN LATERAL
   (SELECT coalesce(j.run_at, now() + j.delay_s * interval '1 second') AS start) AS s
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -120,7 +129,7 @@ FOR UPDATE
 -- A running attempt keeps its lease: it may run on until its worker stops it and reports
 -- (`release_lease`), or the lease lapses; a retry waits for that.
 UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now(), held = false,
-                lease_expires_at = CASE WHEN status = 'started' THEN lease_expires_at END
+                parked = false, lease_expires_at = CASE WHEN status = 'started' THEN lease_expires_at END
 WHERE id = %(id)s
 RETURNING *
 
@@ -144,10 +153,14 @@ SELECT * FROM job_events WHERE job_id = %(job_id)s AND id > %(after)s ORDER BY i
 -- status, and the autoscaling signals (the queued rows: jobs due and waiting for a
 -- worker, and how long the oldest has waited, since it was submitted or since it fell
 -- due, for a scheduled job or a retry), apart from the jobs held by a concurrency key
--- (more workers would not start them).
-SELECT status, queue, held, count(*) AS n,
+-- (more workers would not start them); and the jobs parked by fair share.
+SELECT status, queue, held, parked, count(*) AS n,
        extract(epoch FROM now() - min(coalesce(run_at, created_at)))::float8 AS oldest_s
-FROM jobs GROUP BY status, queue, held
+FROM jobs GROUP BY status, queue, held, parked
+
+-- name: tenant_backlog
+-- Each owner's queued jobs (parked ones included), for /metrics.
+SELECT owner, count(*) AS n FROM jobs WHERE status = 'queued' GROUP BY owner
 
 -- name: ping
 SELECT 1
@@ -283,9 +296,9 @@ RETURNING *
 
 -- name: unchecked_queued
 -- Queued rows not seen in Redis for a while (or never enqueued), locked for checking (a
--- held job is out of Redis on purpose).
+-- held or parked job is out of Redis on purpose).
 SELECT * FROM jobs
-WHERE status = 'queued' AND NOT held
+WHERE status = 'queued' AND NOT held AND NOT parked
   AND coalesce(checked_at, enqueued_at, created_at) < now() - %(older_than_s)s * interval '1 second'
 ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 
@@ -450,7 +463,7 @@ ORDER BY created_at LIMIT %(sample)s
 -- As `cancel`, for up to `limit` of the oldest matching jobs. A running one keeps its
 -- lease (so `lease_expires_at` tells which ones were running).
 UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now(), held = false,
-                lease_expires_at = CASE WHEN status = 'started' THEN lease_expires_at END
+                parked = false, lease_expires_at = CASE WHEN status = 'started' THEN lease_expires_at END
 WHERE id IN (SELECT id FROM jobs
              WHERE {filters} AND status IN ('waiting', 'queued', 'scheduled', 'started')
              ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
@@ -581,3 +594,28 @@ WHERE declared AND NOT (name = ANY(%(names)s::text[]))
 
 -- name: limiter_delete
 DELETE FROM rate_limits WHERE name = %(name)s RETURNING name
+
+-- Fair share between tenants (`service.fair_share`).
+
+-- name: admit_parked
+-- Parked jobs whose owner has room in their queue again (of one owner and queue, or of
+-- all), the oldest first, no longer parked, for the caller to enqueue: up to the owner's
+-- quota (`quota` times its weight) less its jobs of that queue in flight.
+UPDATE jobs SET parked = false, enqueued_at = now(), checked_at = now()
+WHERE id IN (
+  SELECT p.id
+  FROM (SELECT DISTINCT owner, queue FROM jobs
+        WHERE parked AND (%(owner)s::text IS NULL
+                          OR (owner = %(owner)s AND queue = %(queue)s))) AS g
+  CROSS JOIN LATERAL (
+    SELECT greatest(1, round(%(quota)s * coalesce(
+             (%(weights)s::float8[])[array_position(%(weighted)s::text[], g.owner)], 1)))
+           - (SELECT count(*) FROM jobs f
+              WHERE f.owner = g.owner AND f.queue = g.queue
+                AND f.status IN ('queued', 'started') AND NOT f.parked) AS free) AS room
+  CROSS JOIN LATERAL (
+    SELECT id FROM jobs
+    WHERE parked AND owner = g.owner AND queue = g.queue AND status = 'queued'
+    ORDER BY created_at LIMIT greatest(room.free, 0) FOR UPDATE SKIP LOCKED) AS p)
+  AND parked
+RETURNING *

@@ -30,7 +30,18 @@ from redis.exceptions import RedisError
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from service import broker, concurrency, db, ledger, limiters, metrics, registry, schedules, submit
+from service import (
+    broker,
+    concurrency,
+    db,
+    fair_share,
+    ledger,
+    limiters,
+    metrics,
+    registry,
+    schedules,
+    submit,
+)
 from service.dependencies import ends_a_parent, released_children
 from service.redelivery import DeliveryCheck
 from service.rows import JobRow
@@ -82,6 +93,7 @@ class Reconciler:
             ("keep declared schedules and limiters", self._keep_declared),
             ("fire schedules", self._fire_schedules),
             ("release held jobs", self._release_held),
+            ("admit parked jobs", self._admit_parked),
             ("submit callbacks", self._submit_callbacks),
         ):
             try:
@@ -180,6 +192,14 @@ class Reconciler:
         """Held jobs whose concurrency key has room again (a slot freed by a rescue or a
         cancel, or a worker's release that did not happen)."""
         rows = concurrency.released(conn, None)
+        repairs.released += len(rows)
+        return rows
+
+    def _admit_parked(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
+        """Parked jobs whose owner has room in their queue again (fair share)."""
+        if not self.settings.fair_share_quota:
+            return []
+        rows = fair_share.admitted(conn, self.settings)
         repairs.released += len(rows)
         return rows
 

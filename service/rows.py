@@ -70,6 +70,7 @@ class JobRow(_FromRecord):
     held: bool
     throttled: int
     priority: int
+    parked: bool
 
     def enqueued(self, at: datetime) -> "JobRow":
         """This row as the ledger will show it once it records `enqueued_at` (a copy of
@@ -127,6 +128,7 @@ class NewJob:
     concurrency_key: str | None = None
     max_concurrency: int | None = None
     priority: int = 0  # 0 to 9, higher first (service.priorities)
+    fair_quota: int = 0  # its owner's in-flight quota in its queue (0: none; service.fair_share)
 
 
 @dataclass(frozen=True)

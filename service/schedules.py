@@ -171,7 +171,8 @@ def fire_due(conn: Connection, settings: Settings, limit: int) -> list[JobRow]:
         except (errors.OptionInvalid, ValueError) as exc:  # a time zone gone from tzdata
             log.error("schedule %s (%s): cannot tell its ticks: %s", row.id, row.name, exc)
             continue
-        jobs = [job for tick in ticks if (job := _job(row, tick)) is not None]
+        quota = settings.fair_quota(row.owner)
+        jobs = [job for tick in ticks if (job := _job(row, tick, quota)) is not None]
         created = submit.record_sync(conn, jobs, "scheduler") if jobs else []
         newest = sorted(created, key=lambda job: str(job.meta["scheduled_for"]), reverse=True)
         sql.run(
@@ -187,7 +188,7 @@ def fire_due(conn: Connection, settings: Settings, limit: int) -> list[JobRow]:
     return fired
 
 
-def _job(row: ScheduleRow, tick: datetime) -> Any:
+def _job(row: ScheduleRow, tick: datetime, fair_quota: int) -> Any:
     """The job of one tick, as its owner's; None (logged) if it can no longer be made."""
     try:
         return submit.system_job(
@@ -196,6 +197,7 @@ def _job(row: ScheduleRow, tick: datetime) -> Any:
             owner=row.owner,
             queue=row.queue,
             idempotency_key=f"schedule:{row.id}:{tick.isoformat()}",
+            fair_quota=fair_quota,
             meta={
                 "schedule": row.name,
                 "schedule_id": str(row.id),

@@ -280,6 +280,9 @@ class JobOut(BaseModel):
         default=0, description="times it was told to slow down and rescheduled, no attempt spent"
     )
     priority: int = Field(default=0, description="0 to 9, higher first within its queue")
+    parked: bool = Field(
+        default=False, description="queued, but parked: its owner has its fair share in flight"
+    )
 
 
 class CanceledOut(JobOut):

@@ -155,6 +155,16 @@ class Settings(BaseSettings):
         description="RateLimited reschedules of one job before it counts as a failed attempt",
     )
 
+    fair_share_quota: int = Field(
+        default=0,
+        ge=0,
+        description="fair share between tenants: the most jobs of one owner in a queue "
+        "handed to Redis and not yet ended (times its weight); the rest wait parked in the "
+        "ledger and are admitted as the owner's jobs end (0: off)",
+    )
+    tenant_weights: Annotated[dict[str, float], NoDecode] = Field(
+        default={}, description="owner=weight, comma-separated: a weight multiplies its quota"
+    )
     priority_low_share: int = Field(
         default=10,
         ge=0,
@@ -232,6 +242,27 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("tenant_weights", mode="before")
+    @classmethod
+    def _weights(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs = (p.partition("=") for p in value.split(",") if p.strip())
+        return {owner.strip(): float(weight) for owner, _, weight in pairs}
+
+    @field_validator("tenant_weights")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(weight <= 0 for weight in value.values()):
+            raise ValueError("TENANT_WEIGHTS: a weight must be more than 0")
+        return value
+
+    def fair_quota(self, owner: str) -> int:
+        """The owner's in-flight quota per queue (0: fair share is off)."""
+        if not self.fair_share_quota:
+            return 0
+        return max(1, round(self.fair_share_quota * self.tenant_weights.get(owner, 1.0)))
 
     @field_validator("rate_limits", mode="before")
     @classmethod

@@ -126,6 +126,7 @@ def prepare(
         concurrency_key=limited_by,
         max_concurrency=most,
         priority=task.priority if spec.priority is None else spec.priority,
+        fair_quota=settings.fair_quota(owner),
     )
 
 
@@ -179,9 +180,11 @@ def system_job(
     trace_context: str | None = None,
     queue: str | None = None,
     meta: dict[str, object] | None = None,
+    fair_quota: int = 0,
 ) -> NewJob:
     """A job the service submits itself (as the client `system`, or for a client: a
-    schedule's tick): the task's own policy, no client caps."""
+    schedule's tick, under the client's `fair_quota`): the task's own policy, no client
+    caps."""
     task = registry.get(task_name)
     valid = task.validate(args)
     limited_by, most = _concurrency(
@@ -202,6 +205,7 @@ def system_job(
         concurrency_key=limited_by,
         max_concurrency=most,
         priority=task.priority,
+        fair_quota=fair_quota,
     )
 
 
@@ -350,7 +354,7 @@ async def hand_over(
     """Enqueue the committed `queued` rows among `rows` in one pipeline and return every
     row, those enqueued with `enqueued_at` set (the ledger records it a moment later,
     `service.enqueued`). If Redis refuses, they stay as they are for the reconciler."""
-    queued = [row for row in rows if row.status == Status.QUEUED]
+    queued = [row for row in rows if row.status == Status.QUEUED and not row.parked]
     if not queued:
         return list(rows)
     try:

@@ -101,6 +101,8 @@ jobs = Table(
     Column("throttled", Integer, nullable=False, server_default=text("0")),
     # 0 to 9, higher first: the job waits in its queue's RQ list of that priority
     Column("priority", SmallInteger, nullable=False, server_default=text("0")),
+    # over its owner's in-flight quota in its queue: queued, not in Redis (service.fair_share)
+    Column("parked", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint("priority BETWEEN 0 AND 9", name="priority"),
     CheckConstraint(f"status IN ({_statuses})", name="status"),
     CheckConstraint("attempt >= 0", name="attempt"),
@@ -158,6 +160,20 @@ Index(
     postgresql_where=text("status = 'started' AND concurrency_key IS NOT NULL"),
 )
 Index("ix_jobs_held", jobs.c.concurrency_key, jobs.c.created_at, postgresql_where=text("held"))
+# Fair share: each owner's jobs in flight in a queue (in Redis or running); its parked ones.
+Index(
+    "ix_jobs_in_flight",
+    jobs.c.owner,
+    jobs.c.queue,
+    postgresql_where=text("status IN ('queued', 'started') AND NOT parked"),
+)
+Index(
+    "ix_jobs_parked",
+    jobs.c.owner,
+    jobs.c.queue,
+    jobs.c.created_at,
+    postgresql_where=text("parked"),
+)
 # Unique jobs: the owner's newest jobs of a key.
 Index(
     "ix_jobs_unique_key",

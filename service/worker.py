@@ -40,6 +40,7 @@ from service import (
     broker,
     context,
     db,
+    fair_share,
     lease,
     ledger,
     limiters,
@@ -283,6 +284,8 @@ class LedgerHooks:
             hand_over_children(self.ledger, self.connection, self.settings, row.id)  # type: ignore[attr-defined]
         if row.concurrency_key is not None:  # a slot of its key is free
             release_held(self.ledger, self.connection, self.settings, row.concurrency_key)  # type: ignore[attr-defined]
+        if self.settings.fair_share_quota:  # a slot of its owner is free
+            fair_share.top_up(self.ledger, self.connection, self.settings, row)  # type: ignore[attr-defined]
         if written is not None:
             _OUTCOMES[Status(written.status)].labels(row.task).inc()
             log.info("job %s %s", row.id, written.status)

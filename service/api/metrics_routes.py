@@ -5,11 +5,13 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
-from service import broker, ledger, metrics, registry, sql
+from service import broker, metrics, registry, sql
 from service.api.deps import brief_connection, key_unless
 from service.schemas import problems
+from service.tables import Status
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +43,45 @@ async def scrape(request: Request) -> Response:
         log.warning("metrics: queue depth unavailable (%s)", type(exc).__name__)
     try:
         async with brief_connection(request) as conn:
-            by_status, backlog, held = await asyncio.wait_for(ledger.census(conn), _READ_TIMEOUT_S)
-            current["held"] = {**dict.fromkeys(registry.queues(), 0), **held}
-            current["ledger_rows"] = by_status
-            current["backlog"] = {**dict.fromkeys(registry.queues(), (0, 0.0)), **backlog}
+            found = await asyncio.wait_for(_census(conn), _READ_TIMEOUT_S)
+            none = dict.fromkeys(registry.queues(), 0)
+            current["held"] = {**none, **found["held"]}
+            current["parked"] = {**none, **found["parked"]}
+            current["tenants"] = found["tenants"]
+            current["ledger_rows"] = found["by_status"]
+            current["backlog"] = {**dict.fromkeys(registry.queues(), (0, 0.0)), **found["backlog"]}
             paused = await sql.fetch(conn, sql.query("paused_queues"))
             current["paused"] = {q: q in {r["name"] for r in paused} for q in registry.queues()}
     except Exception as exc:  # as above
         log.warning("metrics: ledger counts unavailable (%s)", type(exc).__name__)
     body = await run_in_threadpool(metrics.exposition, current)
     return Response(body, media_type=metrics.CONTENT_TYPE)
+
+
+async def _census(conn: AsyncConnection) -> dict[str, Any]:
+    """`by_status`: jobs by status (every status, 0 where none); `backlog`: by queue the
+    jobs waiting for a worker with the seconds the oldest has waited (the queues that have
+    any); `held` and `parked`: by queue the jobs held by a concurrency key, and parked by
+    fair share; `tenants`: each owner's queued jobs."""
+    by_status = {str(status): 0 for status in Status}
+    backlog: dict[str, tuple[int, float]] = {}
+    held: dict[str, int] = {}
+    parked: dict[str, int] = {}
+    for row in await sql.fetch(conn, sql.query("census")):
+        by_status[row["status"]] += row["n"]
+        if row["held"]:
+            held[row["queue"]] = held.get(row["queue"], 0) + row["n"]
+            continue
+        if row["parked"]:
+            parked[row["queue"]] = parked.get(row["queue"], 0) + row["n"]
+        if row["status"] == Status.QUEUED:
+            n, oldest_s = backlog.get(row["queue"], (0, 0.0))
+            backlog[row["queue"]] = (n + row["n"], max(oldest_s, row["oldest_s"]))
+    tenants = {r["owner"]: r["n"] for r in await sql.fetch(conn, sql.query("tenant_backlog"))}
+    return {
+        "by_status": by_status,
+        "backlog": backlog,
+        "held": held,
+        "parked": parked,
+        "tenants": tenants,
+    }

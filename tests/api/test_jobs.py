@@ -81,7 +81,7 @@ async def test_get_returns_the_job_as_the_worker_left_it(
         "timeout_s", "progress", "meta", "created_at", "enqueued_at", "started_at",
         "finished_at", "updated_at", "run_at", "callback_url", "depends_on", "pending_parents",
         "on_parent_failure", "unique_key", "concurrency_key", "max_concurrency", "held",
-        "throttled", "priority",
+        "throttled", "priority", "parked",
     }  # fmt: skip
     assert set(got) == expected
 

@@ -24,6 +24,7 @@ def _row(task: str, queue: str, args: dict[str, object], timeout_s: int) -> JobR
         callback_url=None, callback_for=None, trace_context=None, depends_on=None,
         pending_parents=0, on_parent_failure=None, has_children=False, unique_key=None,
         concurrency_key=None, max_concurrency=None, held=False, throttled=0, priority=0,
+        parked=False,
     )  # fmt: skip
 
 
