@@ -149,25 +149,28 @@ class Stack:
                 return job
             time.sleep(0.05)
 
-    def stop(self, name: str) -> None:
+    def stop(self, *names: str) -> None:
         """SIGTERM, then SIGKILL after 3 s; work horses (their own process group) too, so
-        no job outlives its test."""
-        proc = self.procs.pop(name)
-        if proc.poll() is None:
-            horses = children(proc.pid)
-            os.killpg(proc.pid, signal.SIGTERM)  # a worker busy with a long job waits for it
+        no job outlives its test. Several names: signalled together, then waited for."""
+        procs = [self.procs.pop(name) for name in names]
+        horses = []
+        for proc in procs:
+            if proc.poll() is None:
+                horses += children(proc.pid)
+                os.killpg(proc.pid, signal.SIGTERM)  # a worker busy with a job waits for it
+        deadline = time.monotonic() + 3
+        for proc in procs:
             try:
-                proc.wait(3)
+                proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
-            for pid in horses:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        for pid in horses:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def close(self) -> None:
-        for name in list(self.procs):
-            self.stop(name)
+        self.stop(*self.procs)
         self.http.close()
 
 

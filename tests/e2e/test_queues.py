@@ -28,8 +28,7 @@ def test_a_paused_queue_waits_through_restarts_and_runs_when_resumed(
     time.sleep(2.5)  # a worker looks at the pauses every 2 s
     assert all(stack.job(j)["status"] == "queued" for j in held)
 
-    for name in ("api", "w1", "w2"):  # the pause is in the ledger
-        stack.stop(name)
+    stack.stop("api", "w1", "w2")  # the pause is in the ledger
     stack.api()
     stack.worker("w3")
     time.sleep(2.5)
