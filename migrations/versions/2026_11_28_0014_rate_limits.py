@@ -42,9 +42,7 @@ def upgrade() -> None:
         sa.Column("changed_by", sa.Text(), nullable=True),
         sa.CheckConstraint("per_s > 0", name=op.f("ck_rate_limits_per_s")),
     )
-    op.add_column(
-        "jobs", sa.Column("throttled", sa.Integer(), server_default="0", nullable=False)
-    )
+    op.add_column("jobs", sa.Column("throttled", sa.Integer(), server_default="0", nullable=False))
 
 
 def downgrade() -> None:

@@ -25,9 +25,7 @@ def upgrade() -> None:
     op.add_column(
         "jobs", sa.Column("parked", sa.Boolean(), server_default=sa.false(), nullable=False)
     )
-    op.create_index(
-        "ix_jobs_in_flight", "jobs", ["owner", "queue"], postgresql_where=IN_FLIGHT
-    )
+    op.create_index("ix_jobs_in_flight", "jobs", ["owner", "queue"], postgresql_where=IN_FLIGHT)
     op.create_index(
         "ix_jobs_parked", "jobs", ["owner", "queue", "created_at"], postgresql_where=PARKED
     )
