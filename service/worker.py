@@ -1,8 +1,9 @@
 """RQ workers that keep the ledger current. All ledger writes happen in the worker's main
 process, around RQ's own `execute_job`:
 
-1. claim the row (`queued → started`, attempt + 1, a short lease); no row: skip the job
-   (canceled, running elsewhere, a duplicate delivery, or not one of ours);
+1. claim the row (`queued → started`, attempt + 1, a short lease; `service.admission`:
+   behind its limiter, under its concurrency key's lock); no row: skip the job (canceled,
+   running elsewhere, a duplicate delivery, not one of ours, held, or sent away to wait);
 2. let RQ run it, in a forked work horse (`LedgerWorker`) or in-process
    (`SimpleLedgerWorker`), renewing the lease and stopping the job if the lease cannot be
    kept (`service.lease`); a Redis failure in RQ's bookkeeping leaves it to the lease;
