@@ -5,7 +5,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, PostgresDsn, RedisDsn, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PostgresDsn,
+    RedisDsn,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/jobsvc"
@@ -243,13 +251,15 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("tenant_weights", mode="before")
+    @field_validator("tenant_weights", "rate_limits", mode="before")
     @classmethod
-    def _weights(cls, value: Any) -> Any:
+    def _named_values(cls, value: Any, info: ValidationInfo) -> Any:
+        """`name=value,name=value`: a weight (a number), or a rate (`N/s`, `N/min`, `N/h`)."""
         if not isinstance(value, str):
             return value
+        read = per_second if info.field_name == "rate_limits" else float
         pairs = (p.partition("=") for p in value.split(",") if p.strip())
-        return {owner.strip(): float(weight) for owner, _, weight in pairs}
+        return {name.strip(): read(given) for name, _, given in pairs}
 
     @field_validator("tenant_weights")
     @classmethod
@@ -263,18 +273,6 @@ class Settings(BaseSettings):
         if not self.fair_share_quota:
             return 0
         return max(1, round(self.fair_share_quota * self.tenant_weights.get(owner, 1.0)))
-
-    @field_validator("rate_limits", mode="before")
-    @classmethod
-    def _rates(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        rates = {}
-        for part in (p.strip() for p in value.split(",")):
-            if part:
-                name, _, rate = part.partition("=")
-                rates[name.strip()] = per_second(rate)
-        return rates
 
     @field_validator("rate_limits")
     @classmethod

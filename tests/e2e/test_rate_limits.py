@@ -3,18 +3,15 @@ no faster than that, as their events show, and a receiver answering 429 with Ret
 stops every worker's jobs for its host for that long."""
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 
 from tests.e2e.conftest import FAST, TEST_TASKS, Stack, wait_until
-from tests.support import Ledger, make_key
+from tests.support import Ledger, QuietHandler, loopback_server, make_key
 
 pytestmark = pytest.mark.e2e
 
@@ -57,47 +54,30 @@ def test_two_hundred_jobs_on_a_20_per_second_limiter_over_four_workers(
     assert len({worker for _, worker in starts}) == 4  # shared by every worker
 
 
-class SlowDown:
-    """Answers the first request 429 with `Retry-After: 2`, the rest 200; keeps when each
-    request arrived."""
-
-    def __init__(self) -> None:
-        self.arrivals: list[float] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.arrivals.append(time.time())
-                first = len(receiver.arrivals) == 1
-                self.send_response(429 if first else 200)
-                if first:
-                    self.send_header("Retry-After", "2")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-
-
 @pytest.fixture
-def slow_down() -> Iterator[SlowDown]:
-    receiver = SlowDown()
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
+def slow_down() -> Iterator[tuple[str, list[float]]]:
+    """A receiver on loopback that answers the first request 429 with `Retry-After: 2`
+    and the rest 200; its URL, and when each request arrived."""
+    arrivals: list[float] = []
+
+    class Handler(QuietHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrivals.append(time.time())
+            first = len(arrivals) == 1
+            self.send_response(429 if first else 200)
+            if first:
+                self.send_header("Retry-After", "2")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    with loopback_server(Handler) as url:
+        yield url, arrivals
 
 
 def test_a_429_with_retry_after_pauses_the_host_for_every_worker(
     make_stack: Callable[..., Stack],
-    slow_down: SlowDown,
+    slow_down: tuple[str, list[float]],
     sql_engine: Engine,
     ledger_rows: Ledger,
 ) -> None:
@@ -109,14 +89,15 @@ def test_a_429_with_retry_after_pauses_the_host_for_every_worker(
     stack.reconciler()
     stack.workers(4)
 
-    body = {"task": "call_webhook", "args": {"url": slow_down.url}}
+    url, arrivals = slow_down
+    body = {"task": "call_webhook", "args": {"url": url}}
     job_ids = [stack.http.post("/jobs", json=body).json()["id"] for _ in range(5)]
     jobs = [stack.wait(j, timeout=30) for j in job_ids]
 
     assert [job["status"] for job in jobs] == ["finished"] * 5
     told = [job for job in jobs if job["throttled"]]
     assert len(told) == 1 and told[0]["attempt"] == 2 and told[0]["max_attempts"] == 6
-    first, *rest = slow_down.arrivals
+    first, *rest = arrivals
     assert len(rest) == 5  # the four others and the one told to slow down, once more
     assert min(rest) - first >= 2  # nothing reached the host for the 2 s it asked
     assert len({worker for _, worker in _starts(ledger_rows, job_ids)}) >= 3
