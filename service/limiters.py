@@ -15,8 +15,6 @@ long (a limiter without a rate is made for that: it only learns).
 """
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -26,30 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import errors, jsontext, metrics, registry, sql
 from service.ledger_writer import LedgerWriter
-from service.rows import JobRow
+from service.rows import JobRow, LimiterRow
 from service.settings import LIMITER_NAME, Settings
 from service.sql import SyncConnection
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Limiter:
-    """One row of `rate_limits`, as the API shows it."""
-
-    name: str
-    per_s: float | None
-    declared: bool
-    next_at: datetime
-    backed_off_until: datetime | None
-    started: int
-    throttled: int
-    changed_at: datetime
-    changed_by: str | None
-
-    @classmethod
-    def of(cls, row: sql.Record) -> "Limiter":
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
 def of_payload(job: Job) -> str | None:
@@ -149,13 +128,13 @@ def throttle_later(
 # ---------------------------------------------------------------- rates
 
 
-async def all_limiters(conn: AsyncConnection) -> list[Limiter]:
-    return [Limiter.of(row) for row in await sql.fetch(conn, sql.query("limiters"))]
+async def all_limiters(conn: AsyncConnection) -> list[LimiterRow]:
+    return [LimiterRow.of(row) for row in await sql.fetch(conn, sql.query("limiters"))]
 
 
 async def set_rate(
     conn: AsyncConnection, name: str, per_s: float | None, by: str, settings: Settings
-) -> Limiter:
+) -> LimiterRow:
     """Give a limiter not declared in `JOBS_RATE_LIMITS` a rate (None: none; it still
     backs off when told to). LimiterDeclared for a declared one: its rate is the config's."""
     if name in settings.rate_limits:
@@ -164,7 +143,7 @@ async def set_rate(
         conn, sql.query("limiter_set"), name=name, per_s=per_s, declared=False, by=by
     )
     assert row is not None
-    return Limiter.of(row)
+    return LimiterRow.of(row)
 
 
 async def remove(conn: AsyncConnection, name: str, settings: Settings) -> None:

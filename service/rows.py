@@ -132,6 +132,21 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class LimiterRow(_FromRecord):
+    """One row of `rate_limits` (service.limiters)."""
+
+    name: str
+    per_s: float | None
+    declared: bool
+    next_at: datetime
+    backed_off_until: datetime | None
+    started: int
+    throttled: int
+    changed_at: datetime
+    changed_by: str | None
+
+
+@dataclass(frozen=True)
 class CallbackDue:
     job_id: UUID
     finished_at: datetime
