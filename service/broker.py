@@ -60,12 +60,12 @@ def connect(settings: Settings, *, ride_out_s: float = 0) -> Redis:
     # connection to a master that was demoted (or is gone) fails and is made again: the
     # retry above then reaches the promoted replica.
     url = parse_url(str(settings.redis_url))  # type: ignore[no-untyped-call]
-    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+    sentinels = Sentinel(
         settings.sentinels,
         socket_connect_timeout=settings.redis_connect_timeout_s,
         socket_timeout=settings.redis_socket_timeout_s,
     )
-    master: Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
+    master: Redis = sentinels.master_for(
         settings.redis_sentinel_master,
         db=url.get("db", 0),
         username=url.get("username"),
