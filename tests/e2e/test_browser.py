@@ -21,7 +21,7 @@ SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    # `make install` and .ci/run install it (apt-get install chromium)
+    # `make test` installs it (apt-get install chromium)
     assert CHROMIUM is not None, "chromium is not installed: apt-get install chromium"
 
     SHOTS.mkdir(parents=True, exist_ok=True)
