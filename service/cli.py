@@ -9,19 +9,31 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from service import broker, client_cli, db, errors, keys, logs, registry, tracing
-from service.settings import Settings, get_settings
+from service import client_cli
+
+# The engine (SQLAlchemy, Redis, RQ, pydantic-settings) is imported by the commands that
+# use it: `jobsvc --help` and the client commands answer without loading any of it.
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 log = logging.getLogger("jobsvc")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _setup_logging(settings: Settings) -> None:
+def get_settings() -> "Settings":
+    from service import settings
+
+    return settings.get_settings()
+
+
+def _setup_logging(settings: "Settings") -> None:
+    from service import logs
+
     logs.setup(settings.log_level, settings.log_format)
 
 
@@ -30,7 +42,9 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _require_database(settings: Settings) -> None:
+def _require_database(settings: "Settings") -> None:
+    from service import db
+
     engine = db.create_worker_engine(settings)
     try:
         with engine.connect():
@@ -44,7 +58,9 @@ def _require_database(settings: Settings) -> None:
         engine.dispose()
 
 
-def _require_redis(settings: Settings) -> None:
+def _require_redis(settings: "Settings") -> None:
+    from service import broker, db
+
     try:
         broker.ping(broker.connect(settings))
     except Exception as exc:  # any failure to connect is reported the same way
@@ -96,6 +112,7 @@ def api(host: str, port: int, workers: int) -> None:
 @click.option("--name", default=None, help="worker name (default: host.pid)")
 def worker(queues: tuple[str, ...], burst: bool, simple: bool, name: str | None) -> None:
     """Run an RQ worker that keeps the ledger current (all known queues by default)."""
+    from service import broker, registry, tracing
     from service.worker import LedgerWorker, SimpleLedgerWorker
 
     settings = get_settings()
@@ -166,6 +183,8 @@ def keys_group() -> None:
 
 
 def _keys_connection() -> Any:
+    from service import db
+
     settings = get_settings()
     _setup_logging(settings)
     _require_database(settings)
@@ -177,6 +196,8 @@ def _keys_connection() -> Any:
 @click.option("--admin", is_flag=True, help="may see and act on every client's jobs")
 def keys_create(name: str, admin: bool) -> None:
     """Create a key and print it; it is shown only this once."""
+    from service import errors, keys
+
     engine = _keys_connection()
     try:
         with engine.begin() as conn:
@@ -192,12 +213,17 @@ def keys_create(name: str, admin: bool) -> None:
 @keys_group.command(name="list")
 def keys_list() -> None:
     """Every key: name, first characters, admin, created, revoked."""
+    from service import keys
+
     engine = _keys_connection()
     try:
         with engine.connect() as conn:
             listed = keys.list_keys(conn)
     finally:
         engine.dispose()
+    if not listed:
+        click.echo("no API keys: create one with `jobsvc keys create NAME`")
+        return
     click.echo(f"{'NAME':24} {'KEY':14} {'ADMIN':5} {'CREATED':20} REVOKED")
     for k in listed:
         revoked = f"{k.revoked_at:%Y-%m-%d %H:%M:%S}" if k.revoked_at else "-"
@@ -211,6 +237,8 @@ def keys_list() -> None:
 @click.argument("name")
 def keys_revoke(name: str) -> None:
     """Revoke a key: its next request gets 401."""
+    from service import errors, keys
+
     engine = _keys_connection()
     try:
         with engine.begin() as conn:
@@ -230,6 +258,8 @@ def db_group() -> None:
 @db_group.command(name="create")
 def db_create() -> None:
     """Create the database named in DATABASE_URL if it is missing."""
+    from service import db
+
     settings = get_settings()
     _setup_logging(settings)
     try:

@@ -1,35 +1,37 @@
-"""`jobsvc submit`, `batch`, `status`, `cancel`, `bulk`, `schedules …`, `queues …` and
-`rate-limits …`: the API from the shell, through `service.client`. The API's address and
-key come from --url/--key or JOBS_URL/JOBS_API_KEY."""
+"""`jobsvc submit`, `batch`, `status`, `list`, `events`, `cancel`, `retry`, `tasks` and
+`bulk`: jobs from the shell, through `service.client` (schedules, queues and rate limits
+are in `service.client_cli_manage`). The API's address and key come from --url/--key or
+JOBS_URL/JOBS_API_KEY."""
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections import Counter
+from typing import TYPE_CHECKING, Any
 
 import click
-import httpx
 
-from service.client import FINAL, JobsClient, JobsError
-
-url_option = click.option(
-    "--url",
-    envvar="JOBS_URL",
-    default="http://127.0.0.1:8000",
-    show_default=True,
-    help="the API [JOBS_URL]",
+from service import client_cli_manage
+from service.client_shell import (
+    STATUSES,
+    connect,
+    echo_json,
+    echo_lines,
+    fail,
+    json_object,
+    json_option,
+    key_option,
+    url_option,
 )
-key_option = click.option("--key", envvar="JOBS_API_KEY", default=None, help="[JOBS_API_KEY]")
+
+if TYPE_CHECKING:
+    from service.client import JobsClient
+
+FINAL = ("finished", "failed", "canceled")
 
 
-def _print(job: Any) -> None:
-    click.echo(json.dumps(job, indent=2))
-
-
-def _exit_for(job: dict[str, Any]) -> None:
-    """0 when the job finished, 1 when it failed or was canceled."""
-    sys.exit(0 if job["status"] == "finished" else 1)
+def _exit_for(*jobs: dict[str, Any]) -> None:
+    """0 when every job finished, 1 when one failed or was canceled."""
+    sys.exit(0 if all(job["status"] == "finished" for job in jobs) else 1)
 
 
 @click.command()
@@ -72,7 +74,7 @@ def submit(
     key: str | None,
 ) -> None:
     """Submit TASK with ARGS_JSON (a JSON object); prints the job."""
-    args = _json_object(args_json, "ARGS_JSON")
+    args = json_object(args_json, "ARGS_JSON")
     given = {
         "queue": queue,
         "delay_s": delay_s,
@@ -82,43 +84,49 @@ def submit(
         "unique_key": unique_key,
     }
     options = {k: v for k, v in given.items() if v is not None}
-    with JobsClient(url, key) as jobs, _api_errors():
+    with connect(url, key) as jobs:
         job = jobs.submit(task, args, idempotency_key=idempotency_key, **options)
         if not wait_:
-            _print(job)
+            echo_json(job)
             return
         click.echo(f"job {job['id']} {job['status']}", err=True)
         final = _follow(jobs, job["id"])
-    _print(final)
+    echo_json(final)
     _exit_for(final)
 
 
 @click.command()
 @click.argument("workflow", type=click.File("r"))
+@click.option("--wait", "wait_", is_flag=True, help="wait until every job is final")
 @url_option
 @key_option
-def batch(workflow: Any, url: str, key: str | None) -> None:
+def batch(workflow: Any, wait_: bool, url: str, key: str | None) -> None:
     """Submit the jobs in WORKFLOW (a JSON file, or - for stdin), all or nothing: the body
     of POST /jobs/batch, `{"jobs": [...], "on_complete": {...}}`, where jobs may name each
-    other's `ref` in `depends_on`. Prints the jobs, each ref's id and the on_complete job."""
-    body = _json_object(workflow.read(), "WORKFLOW")
+    other's `ref` in `depends_on`. Prints the jobs, each ref's id and the on_complete job;
+    with --wait, once all are final (exit 0 when every one finished, else 1)."""
+    body = json_object(workflow.read(), "WORKFLOW")
     if not isinstance(body.get("jobs"), list):
         raise click.BadParameter('needs "jobs": a list of jobs', param_hint="WORKFLOW")
-    with JobsClient(url, key) as jobs, _api_errors():
-        _print(jobs.submit_batch(body["jobs"], on_complete=body.get("on_complete")))
+    with connect(url, key) as jobs:
+        out = jobs.submit_batch(body["jobs"], on_complete=body.get("on_complete"))
+        if not wait_:
+            echo_json(out)
+            return
+        everyone = [*out["jobs"], *([out["on_complete"]] if out["on_complete"] else [])]
+        click.echo(f"batch of {len(everyone)} jobs submitted; waiting for them", err=True)
+        final = {job["id"]: jobs.wait(job["id"]) for job in everyone}
+    out["jobs"] = [final[job["id"]] for job in out["jobs"]]
+    if out["on_complete"]:
+        out["on_complete"] = final[out["on_complete"]["id"]]
+    counts = Counter(job["status"] for job in final.values())
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    click.echo(f"{len(final)} jobs final: {summary}", err=True)
+    echo_json(out)
+    _exit_for(*final.values())
 
 
-def _json_object(text: str, name: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint=name) from None
-    if not isinstance(value, dict):
-        raise click.BadParameter("must be a JSON object", param_hint=name)
-    return value
-
-
-def _follow(jobs: JobsClient, job_id: str) -> dict[str, Any]:
+def _follow(jobs: "JobsClient", job_id: str) -> dict[str, Any]:
     """Follow the job's stream to its end; a progress bar on stderr while it reports any."""
     bar = _ProgressBar()
     final: dict[str, Any] = {}
@@ -158,12 +166,113 @@ class _ProgressBar:
 @url_option
 @key_option
 def status(job_id: str, wait_s: float, url: str, key: str | None) -> None:
-    """Print the job JOB_ID."""
-    with JobsClient(url, key) as jobs, _api_errors():
+    """Print the job JOB_ID (exit 1 when it failed or was canceled)."""
+    with connect(url, key) as jobs:
         job = jobs.get(job_id, wait=wait_s)
-    _print(job)
+    echo_json(job)
     if job["status"] in FINAL:
         _exit_for(job)
+
+
+@click.command("list")
+@click.option("--status", type=click.Choice(STATUSES), default=None)
+@click.option("--task", default=None)
+@click.option("--queue", default=None)
+@click.option("--parent", default=None, metavar="JOB_ID", help="the jobs that depend on it")
+@click.option("--created-after", default=None, help="ISO 8601 with a timezone")
+@click.option("--created-before", default=None, help="ISO 8601 with a timezone")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="jobs a page (the API's maximum: 500)")  # fmt: skip
+@click.option("--cursor", default=None, help="the page after the one that printed it")
+@click.option("--all", "every", is_flag=True, help="every page, not only the first")
+@click.option("--oldest", is_flag=True, help="oldest first (reads every page)")
+@json_option
+@url_option
+@key_option
+def list_jobs(
+    limit: int,
+    cursor: str | None,
+    every: bool,
+    oldest: bool,
+    as_json: bool,
+    url: str,
+    key: str | None,
+    **filters: str | None,
+) -> None:
+    """Your jobs, newest first, one line each: id, status, task, queue, attempt, created.
+    One page unless --all; the next page's --cursor is printed on stderr."""
+    given = {k: v for k, v in filters.items() if v is not None}
+    items: list[dict[str, Any]] = []
+    with connect(url, key) as jobs:
+        while True:
+            page = jobs.list(**given, limit=limit, **({"cursor": cursor} if cursor else {}))
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None or not (every or oldest):
+                break
+    if oldest:
+        items.reverse()
+    if as_json:
+        echo_json({"items": items, "next_cursor": cursor})
+        return
+    echo_lines(map(_job_line, items), "no jobs" + (" match the filters" if given else ""))
+    if cursor is not None:
+        click.echo(f"more: jobsvc list … --cursor {cursor} (or --all)", err=True)
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    return (
+        f"{job['id']}  {job['status']:<9}  {job['task']}  {job['queue']}  "
+        f"attempt {job['attempt']}/{job['max_attempts']}  created {job['created_at']}"
+    )
+
+
+@click.command()
+@click.argument("job_id")
+@json_option
+@url_option
+@key_option
+def events(job_id: str, as_json: bool, url: str, key: str | None) -> None:
+    """The history of JOB_ID, oldest first: time, status, attempt, worker and what caused
+    each change."""
+    with connect(url, key) as jobs:
+        found = jobs.events(job_id)
+    if as_json:
+        echo_json(found)
+        return
+    echo_lines(map(_event_line, found), "no events")
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    detail = dict(event["detail"])
+    parts = [f"by {detail.pop('by')}"] if "by" in detail else []
+    error = detail.pop("error", None)
+    parts += [f"{name} {json.dumps(value)}" for name, value in detail.items()]
+    if isinstance(error, dict):
+        message = str(error.get("message") or "").strip().splitlines()
+        parts.append(f"error {error.get('type')}: {message[0] if message else ''}".rstrip(": "))
+    return (
+        f"{event['at']}  {event['status']:<9}  attempt {event['attempt']}  "
+        f"{event['worker'] or '-'}  {'  '.join(parts)}"
+    ).rstrip()
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--wait", "wait_", is_flag=True, help="wait for the new attempt's final state")
+@url_option
+@key_option
+def retry(job_id: str, wait_: bool, url: str, key: str | None) -> None:
+    """Run the failed or canceled job JOB_ID again (a new attempt); prints the job."""
+    with connect(url, key) as jobs:
+        job = jobs.retry(job_id)
+        if not wait_:
+            echo_json(job)
+            return
+        click.echo(f"job {job['id']} {job['status']}", err=True)
+        final = _follow(jobs, job["id"])
+    echo_json(final)
+    _exit_for(final)
 
 
 @click.command()
@@ -172,214 +281,112 @@ def status(job_id: str, wait_s: float, url: str, key: str | None) -> None:
 @key_option
 def cancel(job_id: str, url: str, key: str | None) -> None:
     """Cancel the job JOB_ID; prints the job and what the cancel did."""
-    with JobsClient(url, key) as jobs, _api_errors():
-        _print(jobs.cancel(job_id))
+    with connect(url, key) as jobs:
+        echo_json(jobs.cancel(job_id))
 
 
-@click.group()
-def schedules() -> None:
-    """Your cron schedules: list, show, create, pause, resume, delete."""
-
-
-@schedules.command("list")
+@click.command()
+@click.argument("name", required=False)
+@json_option
 @url_option
 @key_option
-def schedules_list(url: str, key: str | None) -> None:
-    """One line a schedule: id, name, cron (timezone), task, next tick or paused."""
-    with JobsClient(url, key) as jobs, _api_errors():
-        for s in jobs.schedules():
-            when = "paused" if s["paused"] else f"next {s['next_fire_at']}"
-            click.echo(
-                f"{s['id']}  {s['name']}  {s['cron']} ({s['timezone']})  {s['task']}  {when}"
-            )
+def tasks(name: str | None, as_json: bool, url: str, key: str | None) -> None:
+    """The tasks you can submit: each one's queue, limits, description and args; with
+    NAME, that task with its whole args JSON schema."""
+    with connect(url, key) as jobs:
+        found = jobs.tasks()
+    if name is not None:
+        chosen = [t for t in found if t["name"] == name]
+        if not chosen:
+            fail(f"unknown task {name!r}; known tasks: {', '.join(t['name'] for t in found)}")
+        echo_json(chosen[0])
+    elif as_json:
+        echo_json(found)
+    else:
+        echo_lines((line for t in found for line in _task_lines(t)), "no tasks")
 
 
-@schedules.command("show")
-@click.argument("schedule_id")
-@url_option
-@key_option
-def schedules_show(schedule_id: str, url: str, key: str | None) -> None:
-    """The schedule, its next five ticks and the newest jobs it fired."""
-    with JobsClient(url, key) as jobs, _api_errors():
-        _print(jobs.schedule(schedule_id))
+def _task_lines(task: dict[str, Any]) -> list[str]:
+    about = (task["description"] or "").strip().splitlines()
+    schema = task["args_schema"]
+    required = set(schema.get("required", []))
+    args = [
+        f"{arg}: {_type(spec)}" if arg in required else f"{arg}: {_type(spec)}{_default(spec)}"
+        for arg, spec in schema.get("properties", {}).items()
+    ]
+    return [
+        f"{task['name']}  (queue {task['queue']}, timeout {task['timeout_s']} s, "
+        f"{task['max_attempts']} attempts)  {about[0] if about else ''}".rstrip(),
+        f"    args: {', '.join(args) or 'none'}",
+    ]
 
 
-@schedules.command("create")
-@click.argument("name")
-@click.argument("cron")
-@click.argument("task")
-@click.argument("args_json", default="{}")
-@click.option("--timezone", default="UTC", show_default=True, help="an IANA time zone")
-@click.option("--queue", default=None)
-@click.option(
-    "--catch-up",
-    type=click.Choice(["latest", "all", "none"]),
-    default="latest",
-    show_default=True,
-    help="what to fire for ticks missed while no reconciler ran",
-)
-@click.option("--paused", is_flag=True, help="create it paused")
-@url_option
-@key_option
-def schedules_create(
-    name: str,
-    cron: str,
-    task: str,
-    args_json: str,
-    timezone: str,
-    queue: str | None,
-    catch_up: str,
-    paused: bool,
-    url: str,
-    key: str | None,
-) -> None:
-    """Fire TASK with ARGS_JSON at each tick of CRON (quote it: "0 3 * * *")."""
-    args = _json_object(args_json, "ARGS_JSON")
-    fields = {"timezone": timezone, "queue": queue, "catch_up": catch_up, "paused": paused}
-    with JobsClient(url, key) as jobs, _api_errors():
-        _print(jobs.create_schedule(name, cron, task, args, **fields))
+def _type(spec: dict[str, Any]) -> str:
+    """A JSON schema's type, short: `string`, `list[integer]`, `string | null`."""
+    if "anyOf" in spec:
+        return " | ".join(_type(s) for s in spec["anyOf"])
+    if "$ref" in spec:
+        return str(spec["$ref"]).rsplit("/", 1)[-1]
+    if "enum" in spec:
+        return " | ".join(json.dumps(v) for v in spec["enum"])
+    if spec.get("type") == "array":
+        return f"list[{_type(spec.get('items', {}))}]"
+    return str(spec.get("type", "any"))
 
 
-def _set_paused(paused: bool) -> Any:
-    @click.argument("schedule_id")
-    @url_option
-    @key_option
-    def command(schedule_id: str, url: str, key: str | None) -> None:
-        with JobsClient(url, key) as jobs, _api_errors():
-            _print(jobs.update_schedule(schedule_id, paused=paused))
-
-    return command
-
-
-schedules.command("pause", help="Stop firing SCHEDULE_ID until it is resumed.")(_set_paused(True))
-schedules.command("resume", help="Fire SCHEDULE_ID again, from its next tick.")(_set_paused(False))
-
-
-@schedules.command("delete")
-@click.argument("schedule_id")
-@url_option
-@key_option
-def schedules_delete(schedule_id: str, url: str, key: str | None) -> None:
-    """Delete the schedule (the jobs it fired stay)."""
-    with JobsClient(url, key) as jobs, _api_errors():
-        jobs.delete_schedule(schedule_id)
-    click.echo(f"schedule {schedule_id} deleted", err=True)
-
-
-@click.group()
-def queues() -> None:
-    """Queues (an admin key): list them, pause one, resume it."""
-
-
-@queues.command("list")
-@url_option
-@key_option
-def queues_list(url: str, key: str | None) -> None:
-    """One line a queue: name, waiting, running, oldest wait, workers, paused."""
-    with JobsClient(url, key) as jobs, _api_errors():
-        for q in jobs.queues():
-            state = f"paused by {q['paused_by']}" if q["paused"] else "open"
-            click.echo(
-                f"{q['name']:<12} queued {q['queued']:<6} running {q['running']:<4} "
-                f"oldest {q['oldest_age_s']:.0f} s  workers {q['workers']}  {state}"
-            )
-
-
-def _queue_command(pause: bool) -> Any:
-    @click.argument("name")
-    @url_option
-    @key_option
-    def command(name: str, url: str, key: str | None) -> None:
-        with JobsClient(url, key) as jobs, _api_errors():
-            _print(jobs.pause_queue(name) if pause else jobs.resume_queue(name))
-
-    return command
-
-
-queues.command("pause", help="Workers leave NAME's jobs queued until it is resumed.")(
-    _queue_command(True)
-)
-queues.command("resume", help="Workers take NAME's jobs again.")(_queue_command(False))
-
-
-@click.group("rate-limits")
-def rate_limits() -> None:
-    """Shared limiters of resources (an admin key): list them, set a rate, delete one."""
-
-
-@rate_limits.command("list")
-@url_option
-@key_option
-def rate_limits_list(url: str, key: str | None) -> None:
-    """One line a limiter: name, rate, jobs started and throttled, last back-off."""
-    with JobsClient(url, key) as jobs, _api_errors():
-        for lim in jobs.rate_limits():
-            rate = "no rate" if lim["per_s"] is None else f"{lim['per_s']:g}/s"
-            click.echo(
-                f"{lim['name']:<24} {rate:<10} started {lim['started']:<8} "
-                f"throttled {lim['throttled']:<6} backed off until {lim['backed_off_until']}"
-            )
-
-
-@rate_limits.command("set")
-@click.argument("name")
-@click.argument("rate")
-@url_option
-@key_option
-def rate_limits_set(name: str, rate: str, url: str, key: str | None) -> None:
-    """Start NAME's jobs at most at RATE (N/s, N/min or N/h; `none`: no rate)."""
-    with JobsClient(url, key) as jobs, _api_errors():
-        _print(jobs.set_rate_limit(name, None if rate == "none" else rate))
-
-
-@rate_limits.command("delete")
-@click.argument("name")
-@url_option
-@key_option
-def rate_limits_delete(name: str, url: str, key: str | None) -> None:
-    """Forget NAME: its jobs start as fast as workers take them."""
-    with JobsClient(url, key) as jobs, _api_errors():
-        jobs.delete_rate_limit(name)
-    click.echo(f"limiter {name} deleted", err=True)
+def _default(spec: dict[str, Any]) -> str:
+    return f" = {json.dumps(spec['default'])}" if "default" in spec else " (optional)"
 
 
 @click.command()
 @click.argument("action", type=click.Choice(["cancel", "retry"]))
-@click.option("--status", default=None)
+@click.option("--status", type=click.Choice(STATUSES), default=None)
 @click.option("--task", default=None)
 @click.option("--queue", default=None)
 @click.option("--created-after", default=None, help="ISO 8601 with a timezone")
 @click.option("--created-before", default=None, help="ISO 8601 with a timezone")
 @click.option("--owner", default=None, help="an admin's filter: one client's jobs")
+@click.option("--all", "every", is_flag=True, help="no filter: every job, on purpose")
 @click.option("--limit", type=int, default=None, help="the most jobs changed")
 @click.option("--dry-run", is_flag=True, help="count the jobs and show some; change nothing")
 @url_option
 @key_option
 def bulk(
-    action: str, dry_run: bool, limit: int | None, url: str, key: str | None, **filters: Any
+    action: str,
+    every: bool,
+    dry_run: bool,
+    limit: int | None,
+    url: str,
+    key: str | None,
+    **filters: Any,
 ) -> None:
     """Cancel or retry every job the filters select (as GET /jobs'); prints the count,
-    how many changed and a sample."""
+    how many changed and a sample. With no filter it asks for --all."""
     given = {k: v for k, v in filters.items() if v is not None}
+    if not given and not every:
+        fail(
+            f"bulk {action} with no filter would {action} every job of yours: "
+            "name a filter (--status, --task, --queue, --created-after, --created-before), "
+            "or pass --all to mean every job"
+        )
+    if every:
+        given["all"] = True
     if limit is not None:
         given["limit"] = limit
-    with JobsClient(url, key) as jobs, _api_errors():
+    with connect(url, key) as jobs:
         run = jobs.cancel_many if action == "cancel" else jobs.retry_many
-        _print(run(dry_run=dry_run, **given))
+        echo_json(run(dry_run=dry_run, **given))
 
 
-@contextmanager
-def _api_errors() -> Iterator[None]:
-    """Turn API errors into a one-line message and exit status 2."""
-    try:
-        yield
-    except JobsError as exc:
-        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        click.echo(f"jobsvc: the API answered {exc.status_code}: {detail}", err=True)
-        sys.exit(2)
-    except httpx.HTTPError as exc:
-        click.echo(f"jobsvc: cannot reach the API: {exc}", err=True)
-        sys.exit(2)
-
-
-COMMANDS = [submit, batch, status, cancel, bulk, schedules, queues, rate_limits]
+COMMANDS = [
+    submit,
+    batch,
+    status,
+    list_jobs,
+    events,
+    cancel,
+    retry,
+    tasks,
+    bulk,
+    *client_cli_manage.COMMANDS,
+]

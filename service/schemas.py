@@ -298,7 +298,7 @@ class BatchOut(BaseModel):
 
 
 class BulkIn(BaseModel):
-    """Which jobs a bulk operation changes: `GET /jobs`' filters (all of them optional)."""
+    """Which jobs a bulk operation changes: `GET /jobs`' filters, at least one, or `all`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -309,6 +309,11 @@ class BulkIn(BaseModel):
     created_before: AwareDatetime | None = Field(default=None, examples=["2026-11-28T07:00:00Z"])
     owner: str | None = Field(
         default=None, max_length=100, description="an admin's filter: one client's jobs"
+    )
+    all: bool = Field(
+        default=False,
+        description="no filter, on purpose: every job (a request with no filter and without"
+        " this is refused; with a filter it is refused too)",
     )
     dry_run: bool = Field(
         default=False, description="change nothing: count the jobs and show some", examples=[True]

@@ -13,14 +13,29 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 _errors = problems(
     {
         401: "no API key, or not a live one",
-        422: "a filter that is not valid here, or a limit over JOBS_BULK_LIMIT",
+        422: "no filter and no `all`, a filter that is not valid here, or a limit over"
+        " JOBS_BULK_LIMIT",
         429: "too many requests: wait Retry-After seconds",
         503: "the ledger is unreachable",
     }
 )
 
 
+_FILTERS = ("status", "task", "queue", "created_after", "created_before", "owner")
+
+
 def _where(body: BulkIn, client: Client) -> listing.ListFilter:
+    named = [name for name in _FILTERS if getattr(body, name) is not None]
+    if not named and not body.all:
+        raise errors.OptionInvalid(
+            "no filter: name at least one (status, task, queue, created_after, created_before;"
+            ' owner for an admin), or send "all": true to act on every job on purpose'
+        )
+    if named and body.all:
+        raise errors.OptionInvalid(
+            f'"all": true selects every job, yet filters are given ({", ".join(named)}):'
+            " send one or the other"
+        )
     if body.owner is not None and not client.admin:
         raise errors.OptionInvalid("owner is an admin's filter: your jobs are the ones you own")
     return listing.ListFilter(

@@ -46,9 +46,10 @@ class BodyGate:
     - 408 for a body not received within `timeout_s` of the request's start, so a client
       trickling a body pins nothing for long.
 
-    A body within the limit is read once and replayed to the route. On `streamed` paths
-    (uploads) the body is passed on as it arrives, counted and timed: the route writes it
-    to disk, and the limits surface there as BodyTooLarge or BodyTooSlow.
+    A body within the limit is read once and replayed to the route, as JSON (`_as_json`).
+    On `streamed` paths (uploads) the body is passed on as it arrives, counted and timed:
+    the route writes it to disk, and the limits surface there as BodyTooLarge or
+    BodyTooSlow.
     """
 
     def __init__(
@@ -100,6 +101,12 @@ class BodyGate:
         except errors.BodyTooSlow as exc:
             await _refuse(send, 408, str(exc))
             return
+        if data:
+            json_scope = _as_json(scope)
+            if isinstance(json_scope, str):
+                await _refuse(send, 415, json_scope)
+                return
+            scope = json_scope
         await self.app(scope, _replay(data, receive), send)
 
     async def _key_problem(self, scope: Scope) -> str | None:
@@ -112,6 +119,34 @@ class BodyGate:
 
 
 _BEARER = [(b"www-authenticate", b"Bearer")]
+
+
+_JSON = b"application/json"
+_FORM = b"application/x-www-form-urlencoded"
+
+
+def _as_json(scope: Scope) -> Scope | str:
+    """The request with its body to be read as JSON, or why it cannot be.
+
+    Every body but an upload is JSON. Sent with no Content-Type, or with curl's default
+    for `-d` (form-urlencoded), it is read as JSON: the header is the one thing such a
+    request lacks. Not from a browser, though (a request with `Origin`): a page may send
+    form-urlencoded to any origin without asking first, and JSON only after a CORS
+    preflight, so a browser's body must say it is JSON.
+    """
+    given = dict(scope["headers"]).get(b"content-type", b"")
+    kind = given.split(b";")[0].strip().lower()
+    if kind == _JSON or kind.endswith(b"+json"):
+        return scope
+    browser = any(name == b"origin" for name, _ in scope["headers"])
+    if kind in (b"", _FORM) and not browser:
+        headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+        return {**scope, "headers": [*headers, (b"content-type", _JSON)]}
+    shown = given.decode("latin-1")[:100] or "none"
+    return (
+        f"the body must be JSON, sent with the header Content-Type: application/json"
+        f" (this request's Content-Type: {shown})"
+    )
 
 
 def _declared_length(scope: Scope) -> int:

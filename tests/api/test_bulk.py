@@ -80,7 +80,7 @@ async def test_another_clients_jobs_are_out_of_reach_and_an_admin_may_narrow(
     async with api_client(settings, make_key(sql_engine, "other")) as other:
         theirs = await _submit(other, "echo", delay_s=600)
     async with api_client(settings, make_key(sql_engine, "ops", admin=True)) as admin:
-        dry = (await admin.post("/jobs/cancel", json={"dry_run": True})).json()
+        dry = (await admin.post("/jobs/cancel", json={"all": True, "dry_run": True})).json()
         narrowed = (await admin.post("/jobs/cancel", json={"owner": "other"})).json()
 
     assert dry["matched"] == 2
@@ -96,11 +96,15 @@ async def test_another_clients_jobs_are_out_of_reach_and_an_admin_may_narrow(
     [
         ("/jobs/cancel", {"status": "finished"}, "final"),
         ("/jobs/retry", {"status": "queued"}, "only failed or canceled"),
-        ("/jobs/cancel", {"limit": 10**6}, "JOBS_BULK_LIMIT"),
+        ("/jobs/cancel", {"all": True, "limit": 10**6}, "JOBS_BULK_LIMIT"),
         ("/jobs/retry", {"limit": 0}, "greater than or equal to 1"),
         ("/jobs/cancel", {"status": "lost"}, "status"),
         ("/jobs/cancel", {"created_after": "yesterday"}, "created_after"),
         ("/jobs/retry", {"everything": True}, "everything"),
+        ("/jobs/cancel", {}, "no filter"),
+        ("/jobs/retry", {"dry_run": True, "limit": 5}, "no filter"),
+        ("/jobs/cancel", {"all": False}, "no filter"),
+        ("/jobs/cancel", {"all": True, "task": "echo"}, "filters are given (task)"),
     ],
 )
 async def test_bad_bulk_requests_are_422(
@@ -111,3 +115,19 @@ async def test_bad_bulk_requests_are_422(
     r = await client.post(path, json=body)
 
     assert r.status_code == 422 and needle in r.text
+
+
+async def test_all_on_purpose_cancels_every_job_and_no_filter_changes_none(
+    client: httpx.AsyncClient, ledger_rows: Ledger
+) -> None:
+    await _submit(client, "echo", delay_s=600)
+    await _submit(client, "sleep", args={"seconds": 1}, delay_s=600)
+
+    refused = await client.post("/jobs/cancel", json={})
+    assert refused.status_code == 422 and ledger_rows.count("status = 'canceled'") == 0
+    assert 'or send "all": true' in refused.json()["detail"]
+
+    done = (await client.post("/jobs/cancel", json={"all": True})).json()
+
+    assert (done["matched"], done["affected"]) == (2, 2)
+    assert ledger_rows.count("status = 'canceled'") == 2
