@@ -307,7 +307,8 @@ def tasks(name: str | None, as_json: bool, url: str, key: str | None) -> None:
 
 
 def _task_lines(task: dict[str, Any]) -> list[str]:
-    about = (task["description"] or "").strip().splitlines()
+    about = " ".join((task["description"] or "").split("\n\n")[0].split())
+    attempts = task["max_attempts"]
     schema = task["args_schema"]
     required = set(schema.get("required", []))
     args = [
@@ -316,9 +317,13 @@ def _task_lines(task: dict[str, Any]) -> list[str]:
     ]
     return [
         f"{task['name']}  (queue {task['queue']}, timeout {task['timeout_s']} s, "
-        f"{task['max_attempts']} attempts)  {about[0] if about else ''}".rstrip(),
+        f"{attempts} attempt{'s' if attempts != 1 else ''})  {_cut(about, 100)}".rstrip(),
         f"    args: {', '.join(args) or 'none'}",
     ]
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
 def _type(spec: dict[str, Any]) -> str:

@@ -60,7 +60,7 @@ def schedule_named(listed: list[dict[str, Any]], name: str) -> str:
         owners = ", ".join(sorted(str(s.get("owner")) for s in found))
         raise JobsError(409, f"schedules of {owners} are named {name!r}: give the id")
     names = ", ".join(sorted(s["name"] for s in listed)) or "none"
-    raise JobsError(404, f"no schedule named {name!r}; the schedules: {names}")
+    raise JobsError(404, f"no schedule named {name!r} (your schedules: {names})")
 
 
 def key_header(idempotency_key: str | None) -> dict[str, str]:
