@@ -1,13 +1,7 @@
 """`jobsvc`: the service's processes and its set-up commands."""
 
 import logging
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +68,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=None, type=int, help="[JOBS_API_PORT; 8000]")
 @click.option(
     "--workers",
     default=1,
@@ -83,15 +77,23 @@ def main() -> None:
     envvar="JOBS_API_WORKERS",
     help="uvicorn processes (each with its own LISTEN connection and pool)",
 )
-def api(host: str, port: int, workers: int) -> None:
+def api(host: str, port: int | None, workers: int) -> None:
     """Serve the HTTP API (uvicorn, the app from service.main:create_app)."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from service import localservers
 
     settings = get_settings()
     _setup_logging(settings)
     _require_database(settings)
     _require_redis(settings)
-    uvicorn.run(
+    port = port or settings.api_port
+    try:  # bound before the app starts: its "ready" line means a client can connect
+        sock = localservers.listen("api", host, port)
+    except localservers.PortInUse as exc:
+        _fail(str(exc))
+    config = uvicorn.Config(
         "service.main:create_app",
         factory=True,
         host=host,
@@ -100,7 +102,15 @@ def api(host: str, port: int, workers: int) -> None:
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's lines go through the service's format (JSON lines)
         access_log=False,
+        timeout_graceful_shutdown=settings.api_grace_s,
     )
+    if workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+        return
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(3)  # the app did not start; its lines say why
 
 
 @main.command()
@@ -109,30 +119,34 @@ def api(host: str, port: int, workers: int) -> None:
 @click.option(
     "--simple", is_flag=True, help="run jobs in-process (SimpleWorker): faster, unstoppable"
 )
-@click.option("--name", default=None, help="worker name (default: host.pid)")
-def worker(queues: tuple[str, ...], burst: bool, simple: bool, name: str | None) -> None:
-    """Run an RQ worker that keeps the ledger current (all known queues by default)."""
-    from service import broker, registry, tracing
-    from service.worker import LedgerWorker, SimpleLedgerWorker
+@click.option("--name", default=None, help="worker name (default: host.pid; NAME-1… with -p)")
+@click.option(
+    "--processes",
+    "-p",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="worker processes under this command: each runs one job at a time; a signal "
+    "stops them all, one that dies is started again",
+)
+def worker(
+    queues: tuple[str, ...], burst: bool, simple: bool, name: str | None, processes: int
+) -> None:
+    """Run RQ workers that keep the ledger current (all known queues by default)."""
+    from service import registry, workers
 
     settings = get_settings()
     _setup_logging(settings)
     _require_database(settings)
     _require_redis(settings)
-    tracing.setup("jobsvc-worker")
     registry.load(settings.task_modules)
     names = list(queues) or registry.queues()
-    cls = SimpleLedgerWorker if simple else LedgerWorker
-    w = cls(
-        names,
-        # Redis away for less than a lease check (JOBS_LEASE_S / 3) stalls a job's
-        # bookkeeping, never its lease; the worker goes on when Redis is back.
-        connection=broker.connect(settings, ride_out_s=settings.lease_s / 3),
-        serializer=broker.SERIALIZER,
-        name=name or f"{socket.gethostname()}.{os.getpid()}",
+    if processes == 1:
+        workers.run(settings, names, simple=simple, burst=burst, name=name)
+        return
+    sys.exit(
+        workers.supervise(settings, names, count=processes, simple=simple, burst=burst, name=name)
     )
-    log.info("worker %s ready (%s) on queues: %s", w.name, cls.__name__, ", ".join(names))
-    w.work(burst=burst, logging_level=settings.log_level.upper())
 
 
 @main.command()
@@ -159,10 +173,11 @@ def reconcile(once: bool, interval: float | None) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=9181, show_default=True, type=int)
-def dashboard(host: str, port: int) -> None:
-    """Serve rq-dashboard on the same Redis (JSON serializer, delete disabled)."""
+@click.option("--port", default=None, type=int, help="[JOBS_DASHBOARD_PORT; 9181]")
+def dashboard(host: str, port: int | None) -> None:
+    """Serve rq-dashboard on the same Redis (JSON serializer, delete disabled; waitress)."""
     from service import dashboard as rq_dashboard
+    from service import localservers
 
     settings = get_settings()
     _setup_logging(settings)
@@ -172,9 +187,11 @@ def dashboard(host: str, port: int) -> None:
             "(it never runs open, except with JOBS_DEV_MODE=1 on a developer's machine)"
         )
     _require_redis(settings)
-    app = rq_dashboard.build(settings)
-    log.info("dashboard ready on http://%s:%d", host, port)
-    app.run(host=host, port=port)
+    try:
+        sock = localservers.listen("dashboard", host, port or settings.dashboard_port)
+    except localservers.PortInUse as exc:
+        _fail(str(exc))
+    rq_dashboard.serve(settings, sock)
 
 
 @main.group(name="keys")
@@ -271,78 +288,28 @@ def db_create() -> None:
 
 
 @main.command()
-@click.option("--port", default=8000, show_default=True, type=int, help="API port")
-@click.option("--dashboard-port", default=9181, show_default=True, type=int)
-def run(port: int, dashboard_port: int) -> None:
+@click.option("--port", default=None, type=int, help="API port [JOBS_API_PORT; 8000]")
+@click.option("--dashboard-port", default=None, type=int, help="[JOBS_DASHBOARD_PORT; 9181]")
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(min=1),
+    help="worker processes [JOBS_WORKERS; 1]",
+)
+def run(port: int | None, dashboard_port: int | None, workers: int | None) -> None:
     """Everything, in the foreground: local servers if needed, database, migrations, API,
-    worker and dashboard. Ctrl-C stops all."""
-    from service import localservers
+    workers, reconciler and dashboard (and in dev mode a mail sink). Ctrl-C stops all."""
+    from service import localservers, stack
 
     settings = get_settings()
     _setup_logging(settings)
-    local = localservers.ensure(settings)
-    env = {**os.environ, **local.env, **_shared_metrics_dir()}
-    children: list[subprocess.Popen[bytes]] = []
     try:
-        for step in (["jobsvc", "db", "create"], ["alembic", "upgrade", "head"]):
-            subprocess.run(_bin(step), env=env, cwd=PROJECT_ROOT, check=True)
-        for command in (
-            ["jobsvc", "api", "--port", str(port)],
-            ["jobsvc", "worker"],
-            ["jobsvc", "reconcile"],
-            ["jobsvc", "dashboard", "--port", str(dashboard_port)],
-        ):
-            children.append(
-                subprocess.Popen(_bin(command), env=env, cwd=PROJECT_ROOT, start_new_session=True)
-            )
-        log.info(
-            "api on http://127.0.0.1:%d, dashboard on http://127.0.0.1:%d", port, dashboard_port
+        code = stack.run(
+            settings,
+            api_port=port or settings.api_port,
+            dashboard_port=dashboard_port or settings.dashboard_port,
+            workers=workers or settings.workers,
         )
-        _supervise(children)
-    except subprocess.CalledProcessError as exc:
-        _fail(f"{' '.join(exc.cmd)} failed (exit {exc.returncode})")
-    finally:
-        _stop(children)
-        local.stop()
-
-
-def _shared_metrics_dir() -> dict[str, str]:
-    """A fresh directory where API, worker and reconciler keep their metrics, so /metrics
-    adds them up (PROMETHEUS_MULTIPROC_DIR, unless one is set already)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return {}
-    directory = PROJECT_ROOT / ".data" / "metrics"
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    return {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
-
-
-def _bin(command: list[str]) -> list[str]:
-    """A console script from the same environment as this one."""
-    return [str(Path(sys.executable).parent / command[0]), *command[1:]]
-
-
-def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
-    """Wait until Ctrl-C (or SIGTERM), or until one child exits."""
-    # Ctrl-C stops everything, even where a shell started this with SIGINT ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        log.error("a process exited; stopping the rest")
-    except KeyboardInterrupt:
-        log.info("stopping")
-
-
-def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for child in children:
-        try:
-            child.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    except (localservers.PortInUse, stack.Failed) as exc:
+        _fail(str(exc))
+    sys.exit(code)

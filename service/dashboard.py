@@ -1,5 +1,8 @@
-"""rq-dashboard on the service's Redis, reading jobs with the JSON serializer."""
+"""rq-dashboard on the service's Redis, reading jobs with the JSON serializer, served by
+waitress."""
 
+import logging
+import socket
 from typing import Any
 
 from redis import Redis
@@ -8,6 +11,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from service.settings import Settings
+
+log = logging.getLogger("jobsvc")
 
 
 def build(settings: Settings) -> Any:
@@ -38,6 +43,17 @@ def build(settings: Settings) -> Any:
         return None
 
     return app
+
+
+def serve(settings: Settings, sock: socket.socket) -> None:
+    """Serve the dashboard on a listening socket with waitress (a production WSGI server)
+    until the process is stopped."""
+    from waitress import create_server  # type: ignore[import-untyped]
+
+    server = create_server(build(settings), sockets=[sock], threads=4, ident="jobsvc-dashboard")
+    host, port = sock.getsockname()[:2]
+    log.info("dashboard ready on http://%s:%d", host, port)
+    server.run()
 
 
 def redis_url(settings: Settings) -> str:

@@ -8,6 +8,7 @@ ones on free ports that they may stop and flush.
 """
 
 import contextlib
+import errno
 import glob
 import importlib.util
 import logging
@@ -34,6 +35,35 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
         return True
     return False
+
+
+class PortInUse(Exception):
+    """Another process listens on a port a server of this project was to take."""
+
+
+def listen(what: str, host: str, port: int) -> socket.socket:
+    """A listening socket on `host:port` for the server `what` (`api`, `dashboard`), bound
+    before the server starts, so a port that is taken is named at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"{what}: port {port} is in use on {host} (another process listens there)"
+            ) from None
+        raise PortInUse(f"{what}: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def check_free(what: str, host: str, port: int) -> None:
+    """Raise PortInUse unless `host:port` can be listened on now."""
+    listen(what, host, port).close()
 
 
 def free_port() -> int:

@@ -1,6 +1,8 @@
 """Logging: one JSON line per event (human-readable lines on a terminal), job fields on
-every line logged while a job runs, and secrets kept out of every line, whoever logs it."""
+every line logged while a job runs, and secrets and terminal colour codes kept out of every
+line, whoever logs it."""
 
+import asyncio
 import json
 import logging
 import re
@@ -27,13 +29,23 @@ def redact(text: str) -> str:
     return text
 
 
+# Terminal control sequences (colours, bold) that libraries put in their messages: RQ
+# colours queue names when stdout is a terminal, werkzeug its warnings.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+
+def plain(text: str) -> str:
+    """`text` without terminal colour codes."""
+    return _ANSI.sub("", text) if "\x1b" in text else text
+
+
 def _redacting_factory(base: Any) -> Any:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record: logging.LogRecord = base(*args, **kwargs)
-        record.msg = redact(record.getMessage())
+        record.msg = plain(redact(record.getMessage()))
         record.args = None
         if record.exc_info and record.exc_info[0] is not None:
-            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)))
+            record.exc_text = plain(redact("".join(traceback.format_exception(*record.exc_info))))
         return record
 
     factory.redacting = True  # type: ignore[attr-defined]
@@ -92,6 +104,46 @@ class Readable(logging.Formatter):
         )
 
 
+class QuietRQ(logging.Filter):
+    """RQ's lines per queue list (one per priority of each queue: 70 for seven queues), at
+    start and at each maintenance pass, and its channel bookkeeping, become DEBUG lines: a
+    worker's start is its own one "ready" line."""
+
+    _CHATTY = (
+        "cleaning registries for queue",
+        "subscribing to channel",
+        "unsubscribing from channel",
+        "*** Listening on",
+        "started with PID",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and any(part in str(record.msg) for part in self._CHATTY):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+class QuietShutdown(logging.Filter):
+    """uvicorn, stopping, cancels requests still open after its grace (long-polls and
+    streams, which their clients resume): one INFO line says so, not a traceback each."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, asyncio.CancelledError) and "graceful shutdown" in str(exc):
+            return False
+        if "timeout graceful shutdown exceeded" in str(record.msg):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def quiet_rq() -> None:
+    """Install `QuietRQ` on RQ's worker logger (once)."""
+    rq_log = logging.getLogger("rq.worker")
+    if not any(isinstance(f, QuietRQ) for f in rq_log.filters):
+        rq_log.addFilter(QuietRQ())
+
+
 def setup(level: str, fmt: str = "auto") -> None:
     """The process's log lines: `json`, `text`, or `auto` (text on a terminal, JSON
     otherwise), at `level`; keys, tokens and passwords in URLs are redacted."""
@@ -104,6 +156,9 @@ def setup(level: str, fmt: str = "auto") -> None:
     handler.jobsvc = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, QuietShutdown) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(QuietShutdown())
     current = logging.getLogRecordFactory()
     if not getattr(current, "redacting", False):
         logging.setLogRecordFactory(_redacting_factory(current))

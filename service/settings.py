@@ -228,6 +228,19 @@ class Settings(BaseSettings):
     dashboard_username: str | None = None
     dashboard_password: SecretStr | None = None
 
+    # Ports, and the size of `jobsvc run`'s stack
+    api_port: int = Field(default=8000, ge=1, le=65535, description="`jobsvc api` and `run`")
+    dashboard_port: int = Field(default=9181, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, description="worker processes `jobsvc run` starts")
+    api_grace_s: int = Field(
+        default=10,
+        ge=0,
+        description="at SIGTERM, how long the API waits for open requests (long-polls and "
+        "SSE streams, which clients resume) before it closes them",
+    )
+    # JOBS_DEV_MODE's mail sink (`jobsvc run`): where it listens (0: a free port)
+    mail_sink_port: int = Field(default=0, ge=0, le=65535)
+
     # Local servers for machines without PostgreSQL or Redis (`jobsvc run`, tests)
     local_servers: str = Field(default="auto", pattern="^(auto|always|never)$")
     data_dir: Path = Path(".data")

@@ -87,6 +87,7 @@ class LedgerHooks:
             names = [q if isinstance(q, str) else q.name for q in args[0]]
             args = (priorities.listening(names), *args[1:])
         super().__init__(*args, **kwargs)
+        logs.quiet_rq()  # its lines per priority list, and per maintenance pass
         self.settings = settings
         registry.load(self.settings.task_modules)
         registry.preload(sorted({priorities.queue_of(n) for n in self.queue_names()}))  # type: ignore[attr-defined]
