@@ -192,8 +192,17 @@ def test_schedules_from_the_client_and_the_shell(stack: Stack, api_key: str) -> 
         )
         assert made["timezone"] == "Asia/Tokyo" and len(made["next_fires"]) == 5
         assert [s["id"] for s in jobs.schedules()] == [made["id"]]
-        assert jobs.update_schedule(made["id"], paused=True)["paused"] is True
+        assert jobs.update_schedule("nightly", paused=True)["paused"] is True  # by name
         assert jobs.schedule(made["id"])["next_fires"] == []
+        with pytest.raises(JobsError) as unknown:
+            jobs.delete_schedule("weekly")
+        assert unknown.value.status_code == 404 and "nightly" in unknown.value.detail
+
+    async def by_name() -> dict[str, Any]:
+        async with AsyncJobsClient(str(stack.http.base_url), api_key) as jobs:
+            return await jobs.schedule("nightly")
+
+    assert asyncio.run(by_name())["id"] == made["id"]
 
     listed = jobsvc(stack, api_key, "schedules", "list")
     assert listed.returncode == 0, listed.stderr
