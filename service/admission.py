@@ -1,11 +1,13 @@
 """Whether a job a worker popped may start now, and the claim that starts it
 (architecture.md, "The row is the lock").
 
-Besides the row itself, two things may stand in a job's way, each decided in the claim's
-transaction: its limiter has no start free yet (`service.limiters`: the worker waits for
-it, up to `JOBS_RATE_WAIT_S`, or sends the job away as `scheduled` for the limiter's next
-free slot), or its concurrency key is at its limit (`service.concurrency`: the job is
-held). Neither spends an attempt. A job with neither is claimed by one statement.
+Besides the row itself, three things may stand in a job's way, each decided in the
+claim's transaction: its limiter has no start free yet (`service.limiters`: the worker
+waits for it, up to `JOBS_RATE_WAIT_S`, or sends the job away as `scheduled` for the
+limiter's next free slot), its concurrency key is at its limit (`service.concurrency`: the
+job is held), or its queue is paused (`service.queues`: the job is held until the resume).
+None spends an attempt. A job with neither a key nor a limiter is claimed by one
+statement; a refused claim costs one transaction more, to hold it if its queue is paused.
 """
 
 import logging
@@ -15,7 +17,7 @@ from uuid import UUID, uuid4
 
 from rq.job import Job
 
-from service import broker, jsontext, ledger, limiters, metrics, outcomes, sql
+from service import broker, jsontext, ledger, limiters, metrics, outcomes, queues, sql
 from service.ledger_writer import LedgerWriter
 from service.rows import JobRow
 from service.settings import Settings
@@ -87,7 +89,8 @@ def _claim(
     key is in the RQ job's meta: a payload that lies about it is refused by the claim)."""
     key = (job.meta or {}).get(broker.CONCURRENCY_META)
     if not key and not limiter:
-        return ledger.claim(conn, job_id, worker, lease_s, token)
+        row = ledger.claim(conn, job_id, worker, lease_s, token)
+        return row if row is not None else _refused(conn, job_id, worker, lease_s, token)
     with conn.transaction():  # type: ignore[union-attr]
         if limiter:
             wait_s = limiters.wait_s(conn, limiter)  # the limiter's lock, first
@@ -100,9 +103,22 @@ def _claim(
         if key:
             sql.run(conn, sql.query("lock_concurrency_key"), key=key)
         row = ledger.claim(conn, job_id, worker, lease_s, token, locked_key=key)
-        if row is None and key:
+        if row is None and not queues.hold_if_paused(conn, job_id) and key:
             detail = {"by": "worker", "held": f"concurrency key {key!r} at its limit"}
             sql.rows(conn, sql.query("hold"), id=job_id, key=key, detail=jsontext.text(detail))
         if row is not None and limiter:
             limiters.spend(conn, limiter)
     return row
+
+
+def _refused(
+    conn: SyncConnection, job_id: UUID, worker: str, lease_s: int, token: str
+) -> JobRow | None:
+    """A refused claim of a job with neither a key nor a limiter: held if its queue is
+    paused; claimed again if its queue has been paused but is not now (the claim may have
+    met a pause that a resume has ended since, which releases only held jobs)."""
+    with conn.transaction():  # type: ignore[union-attr]
+        paused = queues.hold_if_paused(conn, job_id)
+        if paused is False:
+            return ledger.claim(conn, job_id, worker, lease_s, token)
+    return None

@@ -171,9 +171,10 @@ SELECT 1
 -- and none of a paused queue. A job with a concurrency key starts only by a claim that
 -- holds the key's lock (`service.concurrency`: `locked_key`, so that the count of its
 -- running jobs is fresh) and while fewer than `max_concurrency` of them run. The lease is
--- short; the worker renews it while the attempt runs (`renew_lease`).
+-- short; the worker renews it while the attempt runs (`renew_lease`). A held job that a
+-- spare delivery starts is no longer held.
 UPDATE jobs SET status = 'started', attempt = attempt + 1, worker = %(worker)s,
-                claim_token = %(token)s, started_at = now(), updated_at = now(),
+                claim_token = %(token)s, started_at = now(), updated_at = now(), held = false,
                 enqueued_at = coalesce(enqueued_at, now()),
                 lease_expires_at = now() + %(lease_s)s * interval '1 second'
 WHERE id = %(id)s AND (status = 'queued' OR (status = 'scheduled' AND run_at <= now()))
@@ -430,6 +431,37 @@ INSERT INTO queue_states (name, paused, changed_at, changed_by)
 VALUES (%(name)s, %(paused)s, now(), %(by)s)
 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, changed_at = excluded.changed_at,
                                  changed_by = excluded.changed_by
+RETURNING *
+
+-- name: queue_paused_locked
+-- Whether a job's queue is paused, its state row locked until the transaction ends (a
+-- resume, which updates that row, waits for it; so a job held here is seen by the resume's
+-- release). No row: the queue was never paused.
+SELECT q.name, q.paused FROM jobs j JOIN queue_states q ON q.name = j.queue
+WHERE j.id = %(id)s
+FOR SHARE OF q
+
+-- name: hold_paused
+-- appends: event
+-- A job a worker popped from a paused queue: held out of Redis, still queued, no attempt
+-- spent, until the queue is resumed.
+UPDATE jobs SET held = true
+WHERE id = %(id)s AND status = 'queued' AND NOT held
+RETURNING *
+
+-- name: release_paused
+-- appends: event
+-- Jobs held by a pause of their queue (of one queue, or of all) whose queue is no longer
+-- paused, the oldest first, for the caller to enqueue at the back of their list. A keyed
+-- job held by a pause is released with its key's (`release_held`).
+UPDATE jobs SET held = false, enqueued_at = now(), checked_at = now()
+WHERE id IN (
+  SELECT id FROM jobs
+  WHERE held AND concurrency_key IS NULL AND status = 'queued'
+    AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+    AND NOT EXISTS (SELECT 1 FROM queue_states q WHERE q.name = jobs.queue AND q.paused)
+  ORDER BY created_at FOR UPDATE SKIP LOCKED)
+  AND held
 RETURNING *
 
 -- name: queue_census

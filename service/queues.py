@@ -4,9 +4,12 @@
 A paused queue's jobs stay `queued`. Workers do not pop from it: their queue class
 (`pausable`) leaves paused queues out of each dequeue and blocks at most `CHECK_S` at a
 time, so a pause or a resume is seen within seconds. And the claim refuses a job of a
-paused queue in any case (the ledger decides; a job popped just as the pause landed is
-forgotten by the worker and delivered again by the reconciler, to wait in its queue). The
-state is a ledger row: it survives restarts of every process, and Redis flushes.
+paused queue in any case (the ledger decides). A job a worker popped meanwhile (in the
+seconds before it saw the pause) is held: out of Redis, still `queued`, an event saying
+why; the resume releases it and hands it back to RQ, and the reconciler does the same
+each pass for what a resume left (a hold that committed as the resume did, an enqueue that
+failed). The state is a ledger row: it survives restarts of every process, and Redis
+flushes.
 """
 
 import itertools
@@ -14,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+from uuid import UUID
 
 from redis import Redis
 from rq.exceptions import DequeueTimeout
@@ -21,7 +25,8 @@ from rq.queue import Queue
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
-from service import broker, db, errors, priorities, registry, sql
+from service import broker, db, errors, jsontext, priorities, registry, sql
+from service.rows import JobRow
 from service.sql import SyncConnection
 
 log = logging.getLogger(__name__)
@@ -90,6 +95,35 @@ def pausable(pauses: Pauses, low_share: int) -> type[Queue]:
     return PausableQueue
 
 
+# ---------------------------------------------------------------- jobs a pause holds
+
+
+def hold_if_paused(conn: SyncConnection, job_id: UUID) -> bool | None:
+    """After a refused claim, in the caller's transaction: hold the job if its queue is
+    paused (True). False: its queue is not paused (it may have been resumed since the
+    claim); None: it was never paused. The queue's state stays locked until the caller's
+    transaction ends, so a resume either sees this hold or comes before it."""
+    state = sql.one(conn, sql.query("queue_paused_locked"), id=job_id)
+    if state is None or not state["paused"]:
+        return None if state is None else False
+    detail = {"by": "worker", "held": f"queue {state['name']!r} paused"}
+    sql.rows(conn, sql.query("hold_paused"), id=job_id, detail=jsontext.text(detail))
+    return True
+
+
+def _released_detail(by: str, name: str | None) -> str:
+    why = f"queue {name!r} resumed" if name else "queue resumed"
+    return jsontext.text({"by": by, "released": why})
+
+
+def released(conn: SyncConnection) -> list[JobRow]:
+    """Jobs held by a pause of a queue that is no longer paused (the reconciler's pass),
+    no longer held, for the caller to enqueue."""
+    detail = _released_detail("reconciler", None)
+    found = sql.rows(conn, sql.query("release_paused"), queue=None, detail=detail)
+    return [JobRow.of(row) for row in found]
+
+
 # ---------------------------------------------------------------- the API's part
 
 
@@ -98,12 +132,20 @@ def _known(name: str) -> None:
         raise errors.QueueNotFound(name, registry.queues())
 
 
-async def set_paused(conn: AsyncConnection, name: str, paused: bool, by: str) -> dict[str, Any]:
-    """Pause or resume a known queue (QueueNotFound otherwise); its state row."""
+async def set_paused(
+    conn: AsyncConnection, name: str, paused: bool, by: str
+) -> tuple[dict[str, Any], list[JobRow]]:
+    """Pause or resume a known queue (QueueNotFound otherwise): its state row, and on a
+    resume the jobs its pause held, released in the same transaction, to enqueue."""
     _known(name)
-    row = await sql.fetch_one(conn, sql.query("set_paused"), name=name, paused=paused, by=by)
-    assert row is not None
-    return dict(row)
+    async with sql.transaction(conn):
+        row = await sql.fetch_one(conn, sql.query("set_paused"), name=name, paused=paused, by=by)
+        assert row is not None
+        held = []
+        if not paused:
+            detail = _released_detail("client", name)
+            held = await sql.fetch(conn, sql.query("release_paused"), queue=name, detail=detail)
+    return dict(row), [JobRow.of(r) for r in held]
 
 
 async def overview(conn: AsyncConnection, redis: Redis) -> list[dict[str, Any]]:

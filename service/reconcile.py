@@ -9,7 +9,9 @@ reconcilers can run at once):
 2. `scheduled` rows whose `run_at` has come (delayed jobs, retry backoffs) are queued;
 3. `queued` rows that Redis no longer holds (never enqueued, Redis flushed or restarted,
    an id popped by a worker that died) are enqueued again (`service.redelivery`: O(1) per
-   row, whatever the queue's length).
+   row, whatever the queue's length);
+4. held jobs that may go again (a concurrency key's slot freed, a paused queue resumed)
+   and parked jobs with room are released and enqueued.
 
 A step that changes a row's status (a rescue, a release, a new system job) commits first
 and enqueues after: a worker that pops the job at once must find the row `queued` (a
@@ -38,6 +40,7 @@ from service import (
     ledger,
     limiters,
     metrics,
+    queues,
     registry,
     schedules,
     submit,
@@ -93,6 +96,7 @@ class Reconciler:
             ("keep declared schedules and limiters", self._keep_declared),
             ("fire schedules", self._fire_schedules),
             ("release held jobs", self._release_held),
+            ("release jobs of resumed queues", self._release_resumed),
             ("admit parked jobs", self._admit_parked),
             ("submit callbacks", self._submit_callbacks),
         ):
@@ -192,6 +196,13 @@ class Reconciler:
         """Held jobs whose concurrency key has room again (a slot freed by a rescue or a
         cancel, or a worker's release that did not happen)."""
         rows = concurrency.released(conn, None)
+        repairs.released += len(rows)
+        return rows
+
+    def _release_resumed(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
+        """Jobs a pause held whose queue is open again and that its resume did not hand
+        back (held as the resume committed, or not enqueued)."""
+        rows = queues.released(conn)
         repairs.released += len(rows)
         return rows
 

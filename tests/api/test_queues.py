@@ -3,11 +3,15 @@ real processes and restarts is tests/e2e/test_queues.py)."""
 
 import httpx
 import pytest
+from redis import Redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
 from sqlalchemy import Engine
 
-from service import ledger
+from service import admission, broker
+from service.ledger_writer import LedgerWriter
 from service.settings import Settings
-from tests.support import Ledger, api_client, make_key, run_worker_burst
+from tests.support import Ledger, api_client, make_key, run_reconcile_pass, run_worker_burst
 
 
 @pytest.fixture
@@ -43,18 +47,39 @@ async def test_a_paused_queue_keeps_its_jobs_queued_while_others_run(
     assert ledger_rows.row(echo["id"])["status"] == "finished"  # type: ignore[index]
 
 
-async def test_the_claim_refuses_a_job_of_a_paused_queue(
-    client: httpx.AsyncClient, admin: httpx.AsyncClient, sql_engine: Engine
+async def test_a_job_popped_as_the_pause_landed_is_held_and_the_resume_hands_it_back(
+    client: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    settings: Settings,
+    redis_conn: Redis,
+    ledger_rows: Ledger,
 ) -> None:
     job = (await client.post("/jobs", json={"task": "echo"})).json()
     await admin.post("/queues/default/pause")
+    # as a worker that popped it before it saw the pause
+    assert redis_conn.lpop(broker.queue("default", redis_conn).key) == job["id"].encode()
+    writer = LedgerWriter(settings)
+    try:
+        popped = Job.fetch(job["id"], connection=redis_conn, serializer=JSONSerializer)
+        assert admission.admit(writer, popped, "w", settings) is None
+    finally:
+        writer.dispose()
+    broker.forget(redis_conn, job["id"], "default", settings.result_ttl_s)
 
-    with sql_engine.begin() as conn:  # as a worker that popped it just as the pause landed
-        assert ledger.claim(conn, job["id"], "w", 30) is None
-    await admin.post("/queues/default/resume")
-    with sql_engine.begin() as conn:
-        claimed = ledger.claim(conn, job["id"], "w", 30)
-    assert claimed is not None and claimed.status == "started"
+    held = (await client.get(f"/jobs/{job['id']}")).json()
+    assert held["status"] == "queued" and held["held"] is True and held["attempt"] == 0
+    events = (await client.get(f"/jobs/{job['id']}/events")).json()
+    assert events[-1]["detail"] == {"by": "worker", "held": "queue 'default' paused"}
+    run_reconcile_pass(settings)  # not lost: held on purpose while the queue is paused
+    assert (await client.get(f"/jobs/{job['id']}")).json()["held"] is True
+
+    resumed = (await admin.post("/queues/default/resume")).json()
+    assert resumed["paused"] is False and resumed["in_redis"] == 1  # handed back at once
+    events = (await client.get(f"/jobs/{job['id']}/events")).json()
+    assert events[-1]["detail"] == {"by": "client", "released": "queue 'default' resumed"}
+    run_worker_burst(settings)
+    assert ledger_rows.row(job["id"])["status"] == "finished"  # type: ignore[index]
+    assert ledger_rows.statuses(job["id"]).count("started") == 1
 
 
 async def test_queues_are_for_admins_and_known_names(
