@@ -194,7 +194,7 @@ def dashboard(host: str, port: int | None) -> None:
     rq_dashboard.serve(settings, sock)
 
 
-@main.group(name="keys")
+@main.group(name="keys", short_help="API keys: create, list, revoke.")
 def keys_group() -> None:
     """API keys: each names a client, which owns the jobs it submits."""
 

@@ -34,7 +34,7 @@ def _exit_for(*jobs: dict[str, Any]) -> None:
     sys.exit(0 if all(job["status"] == "finished" for job in jobs) else 1)
 
 
-@click.command()
+@click.command(short_help="Submit a job; --wait for its end.")
 @click.argument("task")
 @click.argument("args_json", default="{}")
 @click.option("--wait", "wait_", is_flag=True, help="wait for the final state (progress shown)")
@@ -89,13 +89,12 @@ def submit(
         if not wait_:
             echo_json(job)
             return
-        click.echo(f"job {job['id']} {job['status']}", err=True)
-        final = _follow(jobs, job["id"])
+        final = _follow(jobs, job)
     echo_json(final)
     _exit_for(final)
 
 
-@click.command()
+@click.command(short_help="Submit a batch or workflow from a file.")
 @click.argument("workflow", type=click.File("r"))
 @click.option("--wait", "wait_", is_flag=True, help="wait until every job is final")
 @url_option
@@ -126,16 +125,24 @@ def batch(workflow: Any, wait_: bool, url: str, key: str | None) -> None:
     _exit_for(*final.values())
 
 
-def _follow(jobs: "JobsClient", job_id: str) -> dict[str, Any]:
-    """Follow the job's stream to its end; a progress bar on stderr while it reports any."""
+def _follow(jobs: "JobsClient", job: dict[str, Any]) -> dict[str, Any]:
+    """Follow the job's stream to its end: each new status on stderr, and a progress bar
+    while it reports any."""
+    job_id = job["id"]
+    click.echo(f"job {job_id} {job['status']}", err=True)
     bar = _ProgressBar()
     final: dict[str, Any] = {}
+    caught_up = False  # the stream starts with the job's whole history: shown from `job` on
     for event, data in jobs.stream(job_id):
         if event == "progress":
             bar.show(data.get("value") or 0.0, data.get("message") or "")
         elif event == "job":
             final = data
-        elif event != "callback":
+        elif event == "callback":
+            continue
+        elif not caught_up:
+            caught_up = (event, data.get("attempt")) == (job["status"], job["attempt"])
+        else:
             bar.done()
             click.echo(f"job {job_id} {event}", err=True)
     bar.done()
@@ -160,7 +167,7 @@ class _ProgressBar:
             self.shown = False
 
 
-@click.command()
+@click.command(short_help="Show a job.")
 @click.argument("job_id")
 @click.option("--wait", "wait_s", type=float, default=0, help="long-poll up to this many seconds")
 @url_option
@@ -174,7 +181,7 @@ def status(job_id: str, wait_s: float, url: str, key: str | None) -> None:
         _exit_for(job)
 
 
-@click.command("list")
+@click.command("list", short_help="List your jobs by status, task, queue, time.")
 @click.option("--status", type=click.Choice(STATUSES), default=None)
 @click.option("--task", default=None)
 @click.option("--queue", default=None)
@@ -227,7 +234,7 @@ def _job_line(job: dict[str, Any]) -> str:
     )
 
 
-@click.command()
+@click.command(short_help="Show a job's history.")
 @click.argument("job_id")
 @json_option
 @url_option
@@ -247,7 +254,7 @@ def _event_line(event: dict[str, Any]) -> str:
     detail = dict(event["detail"])
     parts = [f"by {detail.pop('by')}"] if "by" in detail else []
     error = detail.pop("error", None)
-    parts += [f"{name} {json.dumps(value)}" for name, value in detail.items()]
+    parts += [f"{k} {v if isinstance(v, str) else json.dumps(v)}" for k, v in detail.items()]
     if isinstance(error, dict):
         message = str(error.get("message") or "").strip().splitlines()
         parts.append(f"error {error.get('type')}: {message[0] if message else ''}".rstrip(": "))
@@ -257,7 +264,7 @@ def _event_line(event: dict[str, Any]) -> str:
     ).rstrip()
 
 
-@click.command()
+@click.command(short_help="Run a failed or canceled job again.")
 @click.argument("job_id")
 @click.option("--wait", "wait_", is_flag=True, help="wait for the new attempt's final state")
 @url_option
@@ -269,13 +276,12 @@ def retry(job_id: str, wait_: bool, url: str, key: str | None) -> None:
         if not wait_:
             echo_json(job)
             return
-        click.echo(f"job {job['id']} {job['status']}", err=True)
-        final = _follow(jobs, job["id"])
+        final = _follow(jobs, job)
     echo_json(final)
     _exit_for(final)
 
 
-@click.command()
+@click.command(short_help="Cancel a job.")
 @click.argument("job_id")
 @url_option
 @key_option
@@ -285,7 +291,7 @@ def cancel(job_id: str, url: str, key: str | None) -> None:
         echo_json(jobs.cancel(job_id))
 
 
-@click.command()
+@click.command(short_help="The tasks and their args.")
 @click.argument("name", required=False)
 @json_option
 @url_option
@@ -343,7 +349,7 @@ def _default(spec: dict[str, Any]) -> str:
     return f" = {json.dumps(spec['default'])}" if "default" in spec else " (optional)"
 
 
-@click.command()
+@click.command(short_help="Cancel or retry the jobs a filter selects.")
 @click.argument("action", type=click.Choice(["cancel", "retry"]))
 @click.option("--status", type=click.Choice(STATUSES), default=None)
 @click.option("--task", default=None)
@@ -383,15 +389,5 @@ def bulk(
         echo_json(run(dry_run=dry_run, **given))
 
 
-COMMANDS = [
-    submit,
-    batch,
-    status,
-    list_jobs,
-    events,
-    cancel,
-    retry,
-    tasks,
-    bulk,
-    *client_cli_manage.COMMANDS,
-]
+COMMANDS = [submit, batch, status, list_jobs, events, cancel, retry, tasks, bulk]
+COMMANDS += client_cli_manage.COMMANDS

@@ -16,7 +16,7 @@ from service.client_shell import (
 )
 
 
-@click.group()
+@click.group(short_help="Your cron schedules, by name or id.")
 def schedules() -> None:
     """Your cron schedules: list, show, create, pause, resume, delete. SCHEDULE is a
     schedule's name or its id."""
@@ -115,7 +115,7 @@ def schedules_delete(schedule: str, url: str, key: str | None) -> None:
     click.echo(f"schedule {schedule} deleted", err=True)
 
 
-@click.group()
+@click.group(short_help="Queues: list, pause, resume (admin).")
 def queues() -> None:
     """Queues (an admin key): list them, pause one, resume it."""
 
@@ -159,7 +159,7 @@ queues.command("pause", help="Workers leave NAME's jobs queued until it is resum
 queues.command("resume", help="Workers take NAME's jobs again.")(_queue_command(False))
 
 
-@click.group("rate-limits")
+@click.group("rate-limits", short_help="Shared rate limits (admin).")
 def rate_limits() -> None:
     """Shared limiters of resources (an admin key): list them, set a rate, delete one."""
 
