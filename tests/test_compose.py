@@ -38,28 +38,36 @@ def compose_ha() -> dict[str, Any]:
     return data
 
 
-def interpolate(value: Any) -> Any:
-    """A value as compose reads it with no variable set (`${…:?}` refused)."""
+def interpolate(value: Any, variables: dict[str, str] | None = None) -> Any:
+    """A value as compose reads it with these variables set (none by default); a required
+    variable (`${…:?}`) is refused."""
+    given = variables or {}
     if isinstance(value, dict):
-        return {k: interpolate(v) for k, v in value.items()}
+        return {k: interpolate(v, given) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v) for v in value]
+        return [interpolate(v, given) for v in value]
     if not isinstance(value, str):
         return value
 
-    def default(found: re.Match[str]) -> str:
+    def substitute(found: re.Match[str]) -> str:
         assert "?" not in (found["op"] or ""), f"{found[0]} is required"
-        return found["arg"] if found["op"] in (":-", "-") else ""
+        name, op = found["name"], found["op"] or ""
+        if given.get(name) or (name in given and not op.startswith(":")):
+            return given[name]
+        return found["arg"] if op in (":-", "-") else ""
 
-    return VARIABLE.sub(default, value)
+    return VARIABLE.sub(substitute, value)
 
 
-def environment(service: str, *, ha: bool = False) -> dict[str, str]:
-    """A service's environment with no variable set, under compose.ha.yaml if `ha`."""
+def environment(
+    service: str, *, ha: bool = False, variables: dict[str, str] | None = None
+) -> dict[str, str]:
+    """A service's environment as compose gives it (no variable set unless `variables`),
+    under compose.ha.yaml if `ha`."""
     env = dict(compose()["services"][service].get("environment", {}))
     if ha:
         env |= compose_ha()["services"].get(service, {}).get("environment", {})
-    return {k: str(v) for k, v in interpolate(env).items()}
+    return {k: str(v) for k, v in interpolate(env, variables).items()}
 
 
 def settings_of(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
