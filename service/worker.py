@@ -215,6 +215,23 @@ class LedgerHooks:
         data["stops_jobs"] = "1" if self.stops_jobs else "0"
         return data
 
+    def unsubscribe(self) -> None:
+        """RQ's, without its long wait for the thread that listens for commands: redis-py
+        8's `PubSubWorkerThread.stop()` joins it, and once unsubscribed it first sleeps out
+        RQ's 60-s poll, so a warm stop could take a minute. Here its flag comes down before
+        the UNSUBSCRIBE, whose answer wakes it; one still asleep after a second is a daemon
+        thread and ends with the process."""
+        thread = self.pubsub_thread  # type: ignore[attr-defined]
+        if not thread:
+            return
+        try:
+            thread.stop(timeout=0)  # redis-py 8: the flag, and no wait
+        except TypeError:  # redis-py before 8: stop() only lowers the flag
+            thread.stop()
+        with contextlib.suppress(RedisError):
+            self.pubsub.unsubscribe()  # type: ignore[attr-defined]
+        thread.join(timeout=1)
+
     def teardown(self) -> None:
         super().teardown()  # type: ignore[misc]
         if self.ledger.owned_here():

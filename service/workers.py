@@ -5,11 +5,12 @@ With `--processes N` the command forks N workers of one class and supervises the
 - SIGTERM or SIGINT (Ctrl-C) is passed on to every worker: each finishes the job it runs
   and exits (RQ's warm stop). A second signal, a second or more later, stops running jobs
   at once (RQ's cold stop; such a job runs again once its lease runs out).
-- A worker that dies (SIGKILL, the OOM killer) is started again at once under the same
-  name, and the command logs why. One that ends within its first `START_S` seconds cannot
-  start (a setting or a task module is wrong): the command stops the others and exits 1,
-  naming it. One that ends by itself with status 0 (`--burst` with empty queues, or RQ's
-  shutdown command) is not replaced; the command exits when none is left.
+- A worker that dies (SIGKILL, the OOM killer, an error) is started again at once under
+  the same name, and the command logs why. One that exits with an error status within its
+  first `START_S` seconds cannot start (a setting or a task module is wrong): the command
+  stops the others and exits 1, naming it. One that ends by itself with status 0
+  (`--burst` with empty queues, or RQ's shutdown command) is not replaced; the command
+  exits when none is left.
 - Each worker has its own process group, so a terminal's Ctrl-C reaches only the command
   (which passes it on, once), and each dies with the command if the command is SIGKILLed.
 """
@@ -135,7 +136,7 @@ def supervise(
         if stopping_since is not None or code == 0:
             continue
         how = f"signal {-code}" if code < 0 else f"status {code}"
-        if time.monotonic() - child.started < START_S:
+        if code > 0 and time.monotonic() - child.started < START_S:
             log.error(
                 "%s (pid %d) exited with %s during start-up; stopping the others",
                 child.label,

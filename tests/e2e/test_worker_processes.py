@@ -1,0 +1,68 @@
+"""`jobsvc worker --processes N`: N workers under one command, which runs N jobs at once,
+starts a worker that dies again, and stops them all on one signal. A worker's start is a
+handful of log lines."""
+
+import os
+import signal
+from datetime import datetime
+
+import pytest
+
+from tests.e2e.conftest import Stack, children, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def _span(job: dict[str, str]) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(job["started_at"]), datetime.fromisoformat(job["finished_at"])
+
+
+def test_two_processes_run_two_jobs_at_once_and_stop_together(stack: Stack) -> None:
+    proc = stack.start("pool", "jobsvc", "worker", "--processes", "2", "--name", "pool")
+    stack.wait_for_log("pool", "worker pool-1 ready")
+    stack.wait_for_log("pool", "worker pool-2 ready")
+    workers = children(proc.pid)
+    assert len(workers) == 2
+
+    first, second = stack.submit("sleep", seconds=2), stack.submit("sleep", seconds=2)
+    a, b = stack.wait(first), stack.wait(second)
+    assert a["status"] == b["status"] == "finished", (a, b, stack.log("pool"))
+    (a_start, a_end), (b_start, b_end) = _span(a), _span(b)
+    assert a_start < b_end and b_start < a_end  # they ran at the same time
+
+    os.kill(workers[0], signal.SIGKILL)  # a worker dies (the OOM killer, say)
+    stack.wait_for_log("pool", "starting it again")
+    wait_until(lambda: len(children(proc.pid)) == 2, 20, "the replacement worker")
+    wait_until(lambda: stack.log("pool").count("ready (LedgerWorker)") == 3, 20, "it to start")
+    again = stack.wait(stack.submit("echo", value="after"))
+    assert again["status"] == "finished", stack.log("pool")
+
+    every = children(proc.pid)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(10) == 0, stack.log("pool")
+    stack.procs.pop("pool")
+    for pid in every:
+        wait_until(lambda p=pid: not _alive(p), 10, f"worker {pid} to exit")
+    assert "workers stopped" in stack.log("pool")
+
+
+def test_a_workers_start_is_a_handful_of_lines(stack: Stack) -> None:
+    stack.worker("w1")
+    job_id = stack.submit("echo", value="x")
+    assert stack.wait(job_id)["status"] == "finished"
+    lines = stack.log("w1").splitlines()
+    start = lines[: next(i for i, line in enumerate(lines) if job_id in line)]
+    assert len(start) <= 5, "\n".join(start)
+    assert "cleaning registries" not in stack.log("w1")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie has exited
+            return stat.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
