@@ -202,6 +202,7 @@ def test_workers_are_replicas_stopped_warm_after_their_longest_job() -> None:
     worker = compose()["services"]["worker"]
     assert int(interpolate(worker["deploy"]["replicas"])) >= 2
     assert worker["stop_signal"] == "SIGTERM"  # RQ's warm shutdown: the job in hand ends
+    assert worker["init"] is True  # which passes it to `jobsvc worker`, and reaps
     defaults = Settings()
     registry.load(defaults.task_modules)
     modules = {*registry.SYSTEM_TASK_MODULES, *defaults.task_modules}
