@@ -20,7 +20,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import broker, db, errors, ledger, outcomes, sql
+from service import broker, db, errors, outcomes, sql
 from service.ledger_writer import LedgerWriter
 from service.rows import JobRow, NewJob
 from service.schemas import BatchIn
@@ -190,4 +190,6 @@ def hand_over_children(
 
 
 def _mark_sent(conn: SyncConnection, ids: list[UUID]) -> None:
-    ledger.mark_checked(conn, ids, [])
+    """When RQ took them: the reconciler's delivery check compares it with the time of
+    the job at the head of the queue (`service.redelivery`), not the child's creation."""
+    sql.run(conn, sql.query("mark_handed_over"), ids=ids)

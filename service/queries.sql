@@ -297,10 +297,12 @@ RETURNING *
 
 -- name: unchecked_queued
 -- Queued rows not seen in Redis for a while (or never enqueued), locked for checking (a
--- held or parked job is out of Redis on purpose).
+-- held or parked job is out of Redis on purpose). A row never enqueued counts from its
+-- last change, not its creation: a child released by its parents' end (or a job retried)
+-- long after it was recorded is being handed to Redis by whoever released it.
 SELECT * FROM jobs
 WHERE status = 'queued' AND NOT held AND NOT parked
-  AND coalesce(checked_at, enqueued_at, created_at) < now() - %(older_than_s)s * interval '1 second'
+  AND coalesce(checked_at, enqueued_at, updated_at) < now() - %(older_than_s)s * interval '1 second'
 ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 
 -- name: enqueued_at
@@ -308,6 +310,12 @@ SELECT id, coalesce(enqueued_at, created_at) AS at FROM jobs WHERE id = ANY(%(id
 
 -- name: mark_held
 UPDATE jobs SET checked_at = now() WHERE id = ANY(%(ids)s::uuid[])
+
+-- name: mark_handed_over
+-- Released children a worker handed to RQ: when RQ took them (unless a claim recorded it
+-- first), and checked then.
+UPDATE jobs SET enqueued_at = coalesce(enqueued_at, now()), checked_at = now()
+WHERE id = ANY(%(ids)s::uuid[])
 
 -- name: mark_redelivered
 -- appends: event

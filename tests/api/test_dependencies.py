@@ -2,14 +2,17 @@
 does when a parent ends (in-process API and worker; the end-to-end runs with real
 processes are in tests/e2e/test_workflows.py)."""
 
+import threading
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
+from service import dependencies, ledger
+from service.ledger_writer import LedgerWriter
 from service.settings import Settings
-from tests.support import Ledger, api_client, make_key, run_worker_burst
+from tests.support import Ledger, api_client, make_key, run_reconcile_pass, run_worker_burst
 
 pytestmark = pytest.mark.usefixtures("test_tasks")
 
@@ -33,6 +36,14 @@ CHAIN = {
         {"ref": "c", "task": "add_parents", "args": {"value": 100}, "depends_on": ["b"]},
         {"ref": "a", "task": "add_parents", "args": {"value": 1}},
         {"ref": "b", "task": "add_parents", "args": {"value": 10}, "depends_on": ["a"]},
+    ]
+}
+
+DIAMOND = {
+    "jobs": [
+        {"ref": "left", "task": "echo"},
+        {"ref": "right", "task": "echo"},
+        {"ref": "bottom", "task": "echo", "depends_on": ["left", "right"]},
     ]
 }
 
@@ -295,3 +306,47 @@ async def test_on_complete_may_not_name_its_own_parents(client: httpx.AsyncClien
     r = await client.post("/jobs/batch", json=batch)
 
     assert r.status_code == 422 and "on_complete" in r.text
+
+
+async def test_a_child_released_after_a_long_wait_is_handed_over_once(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    sql_engine: Engine,
+    redis_conn: Any,
+    ledger_rows: Ledger,
+) -> None:
+    """Two parents that end at the same instant release their child once; and a child
+    recorded long before its release is not taken for lost by the reconciler while its
+    hand-over is under way (its wait for Redis counts from the release)."""
+    r = await client.post("/jobs/batch", json=DIAMOND)
+    assert r.status_code == 202, r.text
+    left, right, bottom = (r.json()["refs"][ref] for ref in ("left", "right", "bottom"))
+    with sql_engine.begin() as conn:  # the workflow was recorded an hour ago
+        conn.execute(text("UPDATE jobs SET created_at = created_at - interval '1 hour'"))
+        started = [ledger.claim(conn, job, "w", 60) for job in (left, right)]
+    redis_conn.delete("rq:queue:default")  # popped by the workers that claimed them
+    ends = threading.Barrier(2)
+
+    def end(row: Any) -> None:
+        with sql_engine.begin() as conn:
+            ends.wait()
+            ledger.finish(conn, row.id, row.attempt, 1)
+
+    threads = [threading.Thread(target=end, args=(row,)) for row in started]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    run_reconcile_pass(settings)  # between the release and its worker's hand-over
+    assert ledger_rows.statuses(bottom) == ["waiting", "queued"]  # released once, kept
+    writer = LedgerWriter(settings)
+    try:
+        dependencies.hand_over_children(writer, redis_conn, settings, started[0].id)
+    finally:
+        writer.dispose()
+    assert ledger_rows.row(bottom)["enqueued_at"] is not None  # type: ignore[index]
+    run_reconcile_pass(settings)
+    assert redis_conn.lrange("rq:queue:default", 0, -1) == [bottom.encode()]  # once
+    run_worker_burst(settings)
+    assert ledger_rows.statuses(bottom) == ["waiting", "queued", "started", "finished"]

@@ -62,7 +62,9 @@ def test_diamonds_run_each_node_once_after_both_branches(
     make_stack: Callable[..., Stack], ledger_rows: Ledger
 ) -> None:
     """25 diamonds (top → left, right → bottom) over four workers: the two branches of a
-    diamond often end together, and each bottom is released once, after both."""
+    diamond often end together, and each bottom is released once, after both, and runs
+    once. (A spare delivery by the reconciler, a `queued` event by the reconciler, may
+    come on a loaded machine: the claim keeps it from running twice.)"""
     stack = make_stack(**TEST_TASKS, **FAST)
     _start(stack, workers=4)
     jobs: list[dict[str, Any]] = []
@@ -87,7 +89,9 @@ def test_diamonds_run_each_node_once_after_both_branches(
         for branch in ("left", "right"):
             [finished] = _event_times(ledger_rows, refs[f"{branch}{d}"], "finished")
             assert finished <= started
-        assert ledger_rows.statuses(refs[f"bottom{d}"]).count("queued") == 1  # released once
+        events = ledger_rows.events(refs[f"bottom{d}"])
+        releases = [e for e in events if e["detail"].get("by") == "dependency"]
+        assert [e["status"] for e in releases] == ["queued"]  # released once
 
 
 def test_a_failed_parent_cancels_one_child_and_releases_the_other(
