@@ -90,7 +90,10 @@ def _claim(
     key = (job.meta or {}).get(broker.CONCURRENCY_META)
     if not key and not limiter:
         row = ledger.claim(conn, job_id, worker, lease_s, token)
-        return row if row is not None else _refused(conn, job_id, worker, lease_s, token)
+        if row is None:
+            with conn.transaction():  # type: ignore[union-attr]
+                row = _refused(conn, job_id, None, worker, lease_s, token)
+        return row
     with conn.transaction():  # type: ignore[union-attr]
         if limiter:
             wait_s = limiters.wait_s(conn, limiter)  # the limiter's lock, first
@@ -103,22 +106,25 @@ def _claim(
         if key:
             sql.run(conn, sql.query("lock_concurrency_key"), key=key)
         row = ledger.claim(conn, job_id, worker, lease_s, token, locked_key=key)
-        if row is None and not queues.hold_if_paused(conn, job_id) and key:
-            detail = {"by": "worker", "held": f"concurrency key {key!r} at its limit"}
-            sql.rows(conn, sql.query("hold"), id=job_id, key=key, detail=jsontext.text(detail))
+        if row is None:
+            row = _refused(conn, job_id, key, worker, lease_s, token)
         if row is not None and limiter:
             limiters.spend(conn, limiter)
     return row
 
 
 def _refused(
-    conn: SyncConnection, job_id: UUID, worker: str, lease_s: int, token: str
+    conn: SyncConnection, job_id: UUID, key: str | None, worker: str, lease_s: int, token: str
 ) -> JobRow | None:
-    """A refused claim of a job with neither a key nor a limiter: held if its queue is
-    paused; claimed again if its queue has been paused but is not now (the claim may have
-    met a pause that a resume has ended since, which releases only held jobs)."""
-    with conn.transaction():  # type: ignore[union-attr]
-        paused = queues.hold_if_paused(conn, job_id)
-        if paused is False:
-            return ledger.claim(conn, job_id, worker, lease_s, token)
-    return None
+    """A refused claim, in a transaction: the job is held if its queue is paused, or if its
+    key is at its limit. A queue that has been paused but is not now may have been resumed
+    since the claim met its pause (a resume releases only held jobs): a job without a key
+    is claimed again; a keyed one is held for its key, whose release hands it back."""
+    paused = queues.hold_if_paused(conn, job_id)
+    if paused:
+        return None
+    if key:
+        detail = {"by": "worker", "held": f"concurrency key {key!r} at its limit"}
+        sql.rows(conn, sql.query("hold"), id=job_id, key=key, detail=jsontext.text(detail))
+        return None
+    return ledger.claim(conn, job_id, worker, lease_s, token) if paused is False else None

@@ -147,7 +147,7 @@ class _Current(Collector):
             paused.add_metric([queue], int(is_paused))
         held = GaugeMetricFamily(
             "jobsvc_jobs_held",
-            "Jobs queued but held: their concurrency key is at its limit",
+            "Jobs queued but held: their concurrency key is at its limit, or their queue paused",
             labels=["queue"],
         )
         for queue, n in sorted(self.current.get("held", {}).items()):

@@ -152,8 +152,8 @@ SELECT * FROM job_events WHERE job_id = %(job_id)s AND id > %(after)s ORDER BY i
 -- Rows by status and queue, read at each /metrics scrape in one pass: the counts by
 -- status, and the autoscaling signals (the queued rows: jobs due and waiting for a
 -- worker, and how long the oldest has waited, since it was submitted or since it fell
--- due, for a scheduled job or a retry), apart from the jobs held by a concurrency key
--- (more workers would not start them); and the jobs parked by fair share.
+-- due, for a scheduled job or a retry), apart from the held jobs (by a concurrency key or
+-- a pause: more workers would not start them); and the jobs parked by fair share.
 SELECT status, queue, held, parked, count(*) AS n,
        extract(epoch FROM now() - min(coalesce(run_at, created_at)))::float8 AS oldest_s
 FROM jobs GROUP BY status, queue, held, parked
