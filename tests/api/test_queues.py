@@ -1,14 +1,17 @@
 """`/queues`: each queue's state, and pausing one (in-process API and worker; the run with
 real processes and restarts is tests/e2e/test_queues.py)."""
 
+import asyncio
+import uuid
+
 import httpx
 import pytest
 from redis import Redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
-from service import admission, broker
+from service import admission, broker, ledger, queues
 from service.ledger_writer import LedgerWriter
 from service.settings import Settings
 from tests.support import Ledger, api_client, make_key, run_reconcile_pass, run_worker_burst
@@ -80,6 +83,41 @@ async def test_a_job_popped_as_the_pause_landed_is_held_and_the_resume_hands_it_
     run_worker_burst(settings)
     assert ledger_rows.row(job["id"])["status"] == "finished"  # type: ignore[index]
     assert ledger_rows.statuses(job["id"]).count("started") == 1
+
+
+async def test_a_resume_waits_for_a_hold_under_way_and_releases_it(
+    client: httpx.AsyncClient, admin: httpx.AsyncClient, sql_engine: Engine, redis_conn: Redis
+) -> None:
+    job = (await client.post("/jobs", json={"task": "echo"})).json()
+    await admin.post("/queues/default/pause")
+    redis_conn.delete(broker.queue("default", redis_conn).key)  # popped by a worker
+
+    with sql_engine.connect() as conn, conn.begin():  # that worker's refused claim
+        assert ledger.claim(conn, job["id"], "w", 30) is None
+        assert queues.hold_if_paused(conn, uuid.UUID(job["id"])) is True
+        resume = asyncio.create_task(admin.post("/queues/default/resume"))
+        for _ in range(100):  # the resume waits for the hold's commit
+            await asyncio.sleep(0.05)
+            with sql_engine.connect() as other:
+                if other.execute(WAITING_FOR_A_LOCK).scalar():
+                    break
+        else:
+            raise AssertionError("the resume did not wait for the hold")
+
+    assert (await resume).json()["in_redis"] == 1
+    job = (await client.get(f"/jobs/{job['id']}")).json()
+    assert job["status"] == "queued" and job["held"] is False
+    events = (await client.get(f"/jobs/{job['id']}/events")).json()
+    assert [e["detail"].get("held") or e["detail"].get("released") for e in events[1:]] == [
+        "queue 'default' paused",
+        "queue 'default' resumed",
+    ]
+
+
+WAITING_FOR_A_LOCK = text(
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
 
 
 async def test_queues_are_for_admins_and_known_names(
