@@ -200,8 +200,8 @@ class Reconciler:
         return rows
 
     def _release_resumed(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
-        """Jobs a pause held whose queue is open again and that its resume did not hand
-        back (held as the resume committed, or not enqueued)."""
+        """Jobs a pause held whose queue is open again and that its resume did not release
+        (a row locked at that instant, a queue resumed by other means than the API)."""
         rows = queues.released(conn)
         repairs.released += len(rows)
         return rows
