@@ -274,7 +274,8 @@ class JobOut(BaseModel):
     concurrency_key: str | None = Field(default=None, description="its concurrency key")
     max_concurrency: int | None = None
     held: bool = Field(
-        default=False, description="queued, but held: its concurrency key is at its limit"
+        default=False,
+        description="queued, but held: its concurrency key is at its limit, or its queue paused",
     )
     throttled: int = Field(
         default=0, description="times it was told to slow down and rescheduled, no attempt spent"
