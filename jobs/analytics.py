@@ -28,6 +28,12 @@ class Event(BaseModel):
 
 
 class AnalyticsArgs(TaskArgs):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"events": [{"name": "signup", "properties": {"plan": "pro"}}]}]
+        }
+    )
+
     events: list[Event] = Field(min_length=1, max_length=1000)
 
 

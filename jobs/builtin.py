@@ -38,6 +38,8 @@ def sleep(args: SleepArgs) -> float:
 
 
 class FailArgs(TaskArgs):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"message": "boom"}]})
+
     message: str = Field(default="failed on purpose", max_length=10_000)
 
 

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from pydantic import EmailStr, Field, model_validator
+from pydantic import ConfigDict, EmailStr, Field, model_validator
 
 from service.task_api import PermanentError, TaskArgs, current, parents, task
 
@@ -19,6 +19,12 @@ LISTED_PARENTS = 100
 
 
 class EmailArgs(TaskArgs):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"to": ["ada@example.com"], "subject": "Welcome", "text": "Hello Ada"}]
+        }
+    )
+
     to: list[EmailStr] = Field(min_length=1, max_length=50, description="recipients")
     subject: str = Field(min_length=1, max_length=998, pattern=r"^[^\r\n]*$")
     text: str | None = Field(default=None, max_length=1_000_000, description="plain-text body")

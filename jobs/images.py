@@ -12,7 +12,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from service.task_api import (
     PermanentError,
@@ -36,6 +36,18 @@ _SAVE = {
 
 
 class ThumbnailArgs(TaskArgs):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "upload_id": "5f0c9a4e-3b1d-4c8e-9f2a-7d6b5e4c3a21",
+                    "sizes": [[256, 256], [64, 64]],
+                    "format": "webp",
+                }
+            ]
+        }
+    )
+
     upload_id: UUID = Field(description="from POST /jobs/uploads")
     sizes: list[tuple[int, int]] = Field(
         default=[(128, 128)],

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
 from service.task_api import (
     STATS_COLUMNS,
@@ -19,6 +19,8 @@ from service.task_api import (
 
 
 class ReportArgs(TaskArgs):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"format": "json"}]})
+
     since: AwareDatetime | None = Field(default=None, description="default: 24 hours before until")
     until: AwareDatetime | None = Field(default=None, description="default: now")
     format: Literal["csv", "json"] = "csv"

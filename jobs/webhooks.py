@@ -4,7 +4,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, Field, JsonValue
+from pydantic import AnyHttpUrl, ConfigDict, Field, JsonValue
 
 from service.task_api import (
     RateLimited,
@@ -21,6 +21,12 @@ DEFAULT_RETRY_AFTER_S = 30
 
 
 class WebhookArgs(TaskArgs):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"url": "https://hooks.example.com/orders", "payload": {"order": 17}}]
+        }
+    )
+
     url: AnyHttpUrl = Field(description="an http or https URL on the public internet")
     payload: JsonValue = Field(default=None, description="sent as the JSON body")
     headers: dict[str, str] = Field(default_factory=dict, max_length=20)
