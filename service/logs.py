@@ -17,7 +17,7 @@ from typing import Any
 _SECRETS = [
     (re.compile(r"(?i)(bearer\s+)[^\s'\"]+"), r"\1***"),
     (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1***"),
-    (re.compile(r"jobsvc_[A-Za-z0-9_-]{8,}"), "jobsvc_***"),
+    (re.compile(r"(?<!\w)jobsvc_[A-Za-z0-9_-]{8,}"), "jobsvc_***"),  # not in a longer name
     (re.compile(r"(?i)(password['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1***"),
     (re.compile(r"(://[^:/@\s]*:)[^@\s/]+@"), r"\1***@"),  # user:password@host in URLs
 ]

@@ -8,8 +8,8 @@ development secret, so every built-in task runs without configuration.
 
 One process ending stops the others (the command exits 1, naming it). Ctrl-C or SIGTERM
 stops everything within `STOP_S` seconds: each process is asked to stop; a worker still
-running a job after `GRACE_S` stops it (the job runs again after its lease, when the stack
-is back); whatever is left is killed.
+running a job after `GRACE_S` stops it (as a lost worker's job, it runs again after its
+lease if it has attempts left); whatever is left is killed.
 """
 
 import contextlib
@@ -242,7 +242,10 @@ def _stop(children: list[Child], interrupted: list[int]) -> None:
     if len(interrupted) == asked:
         for child in left:
             if child.name == "worker":
-                log.warning("worker: stopping its running jobs now (they run again later)")
+                log.warning(
+                    "worker: stopping running jobs now (as a lost worker's, each runs again "
+                    "if it has attempts left)"
+                )
                 child.signal(signal.SIGTERM)  # the second one: RQ's cold stop
         left = wait(STOP_S)
     for child in left:

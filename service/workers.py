@@ -119,10 +119,10 @@ def supervise(
         if len(signals) > forwarded:
             if stopping_since is None:
                 stopping_since = time.monotonic()
-                log.info("stopping %d workers: each finishes its running job", len(running))
+                log.info("stopping %s: each finishes its running job", _count(running))
                 _signal_all(running, signal.SIGTERM)
             elif time.monotonic() - stopping_since >= 1:  # RQ ignores a repeat within 1 s
-                log.warning("stopping %d workers now: their running jobs run again", len(running))
+                log.warning("stopping %s now, and their running jobs", _count(running))
                 _signal_all(running, signal.SIGTERM)
             forwarded = len(signals)
         pid, wait_status = _reap()
@@ -188,3 +188,7 @@ def _signal_all(running: dict[int, _Child], sig: int) -> None:
     for pid in running:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
+
+
+def _count(running: dict[int, _Child]) -> str:
+    return f"{len(running)} worker{'' if len(running) == 1 else 's'}"

@@ -48,6 +48,7 @@ def test_basic_auth_and_read_only(stack: Stack, tmp_path: Path) -> None:
             assert refused.status_code == 403, path
             assert "retry jobs through the API" in refused.text
     assert "pa55-word" not in stack.log("dashboard")
+    assert "development server" not in stack.log("dashboard")  # waitress serves it
 
 
 def test_a_job_page_never_unpickles(stack: Stack, tmp_path: Path, redis_conn: Redis) -> None:

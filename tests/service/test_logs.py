@@ -71,3 +71,12 @@ def test_readable_lines_on_a_terminal_name_the_job_too() -> None:
 def test_fields_passed_with_extra_are_kept() -> None:
     line = json.loads(logs.JsonLines().format(_record("enqueued", job_id="j-3")))
     assert line["job_id"] == "j-3"
+
+
+def test_json_lines_carry_no_terminal_colour_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.setup("INFO", "json")
+    coloured = "\x1b[31m\x1b[1mWARNING: red\x1b[0m and \x1b[33mplain\x1b[0m"
+    logging.getLogger("werkzeug").warning(coloured)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert json.loads(line)["message"] == "WARNING: red and plain"
+    assert "\\u001b" not in line and "\x1b" not in line
