@@ -9,7 +9,8 @@ How to write an example that `tests/e2e/test_docs_examples.py` runs:
   lines are comments. Commands run in bash, in order, against a live stack in dev mode,
   in a directory that holds `photo.jpg` (a small JPEG) and `workflow.json` (a small
   batch body).
-- **What is checked.** `curl` must answer 2xx; any other command must exit 0 (or what a
+- **What is checked.** `curl` must answer 2xx, and send a JSON body (`-d`) with
+  `-H 'content-type: application/json'`; any other command must exit 0 (or what a
   `# → exit N` comment says). Shown output: a line starting with `{` or `[` is JSON, and
   every field shown must be in the answer with that value; other lines must appear in
   the output in that order, spaces matching any run of spaces. In both, a number matches

@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -107,10 +108,11 @@ def live(
     stack = Stack(root, key, env)
     try:
         with loopback_server(Hook) as hook_url:
-            stack.api()
-            for name in ("worker-1", "worker-2"):
-                stack.start(name, "jobsvc", "worker", *(["--simple"] if name[-1] == "2" else []))
+            # Started together: each takes a second or more to come up.
+            stack.start("worker-1", "jobsvc", "worker")
+            stack.start("worker-2", "jobsvc", "worker", "--simple")
             stack.start("reconciler", "jobsvc", "reconcile")
+            stack.api()
             for name in ("worker-1", "worker-2", "reconciler"):
                 stack.wait_for_log(name, "ready")
             yield Live(stack, key, hook_url, root / "mail", workdir)
@@ -200,6 +202,10 @@ def run_command(live: Live, block: ex.Block, command: ex.Command, bindings: ex.B
         "ID": bindings.last_job or "",
         "CURL_HOME": str(live.workdir),
     }
+    if re.match(r"curl .*\s(-d|--data|--data-raw)\s", command.words):
+        assert "content-type: application/json" in command.words.lower(), (
+            f"{where}\nsend a JSON body with -H 'content-type: application/json'"
+        )
     exit_code = int(m.group(1)) if (m := ex.EXPECT_EXIT.search(command.text)) else 0
     deadline = time.monotonic() + RETRY_S
     while True:
