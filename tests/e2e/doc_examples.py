@@ -17,15 +17,16 @@ How to write an example that `tests/e2e/test_docs_examples.py` runs:
   any number, a timestamp any timestamp, and `…` anything. A command whose output does
   not match yet and that changes nothing (a `curl` GET, `jobsvc status`, `list`,
   `events`…) is tried again for a few seconds: jobs take a moment to run.
-- **Placeholders.** `localhost:8000` is the stack's API. `$KEY` is an API key. A job or
-  upload id is written as four hex digits and `…` (`8c3e…`): shown output binds it to the
-  value printed there, and where it first appears in a command it is the last job
-  submitted before it in the same file (`$ID` too). `# → id R` after a submit names its
+- **Placeholders.** `localhost:8000` is the stack's API; `$KEY` is empty (dev mode needs
+  no key, so a reader of `make run` has none). A job or upload id is written as four hex
+  digits and `…` (`8c3e…`): shown output binds it to the value printed there, and where
+  it first appears in a command it is the last job submitted before it in the same file
+  (`$ID` too). `# → id R` after a submit names its
   job `R`, and `"R"` in later commands and output of the file is that id.
   `# → status "failed"` after a submit (on its last line, or the line after it) waits
   until the job has that status.
 - **Python** (`python`). A block that imports `service.client` runs against the stack with
-  `KEY` (an API key) and `upload_ids` (ids of uploaded images) defined, and `"jobsvc_…"`
+  `KEY` (None) and `upload_ids` (ids of uploaded images) defined, and `"jobsvc_…"`
   and `"https://…/hook"` filled (a key, a loopback receiver's URL). Task module code (it
   imports `service.task_api` or declares `@task`) is not run: a worker loads such code.
   Any other block must run as it is.

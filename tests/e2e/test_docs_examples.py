@@ -197,8 +197,7 @@ def run_command(live: Live, block: ex.Block, command: ex.Command, bindings: ex.B
         **live.stack.env,
         "PATH": f"{BIN}:{os.environ['PATH']}",
         "JOBS_URL": live.url,
-        "JOBS_API_KEY": live.key,
-        "KEY": live.key,
+        "KEY": "",  # dev mode: no key, as a reader running `make run` has none
         "ID": bindings.last_job or "",
         "CURL_HOME": str(live.workdir),
     }
@@ -263,7 +262,7 @@ def run_python(live: Live, block: ex.Block) -> None:
         .replace('"jobsvc_…"', repr(live.key))
         .replace('"https://…/hook"', repr(live.hook_url))
     )
-    namespace: dict[str, Any] = {"KEY": live.key}
+    namespace: dict[str, Any] = {"KEY": None}  # dev mode: no key
     if "upload_ids" in code:
         namespace["upload_ids"] = [upload(live) for _ in range(3)]
     with contextlib.redirect_stdout(io.StringIO()):
