@@ -75,6 +75,8 @@ def run(settings: Settings, *, api_port: int, dashboard_port: int, workers: int)
     for what, port in (("api", api_port), ("dashboard", dashboard_port)):
         localservers.check_free(what, HOST, port)
     began = time.monotonic()
+    interrupted: list[int] = []
+    _on_stop_signals(lambda signum, _frame: interrupted.append(signum))
     local = localservers.ensure(settings)
     sink: MailSink | None = None
     children = [
@@ -83,15 +85,14 @@ def run(settings: Settings, *, api_port: int, dashboard_port: int, workers: int)
         Child("reconciler", ["jobsvc", "reconcile"]),
         Child("dashboard", ["jobsvc", "dashboard", "--port", str(dashboard_port)], dashboard_port),
     ]
-    interrupted: list[int] = []
-    _on_stop_signals(lambda signum, _frame: interrupted.append(signum))
     try:
         env = {**os.environ, **local.env, **_shared_metrics_dir()}
         env.setdefault("JOBS_API_GRACE_S", API_GRACE_S)
         if settings.dev_mode:
             sink = _mail_sink(settings)
             env.update(_dev_env(settings, sink))
-        _prepare_database(env)
+        if not interrupted:
+            _prepare_database(env)
         if interrupted:
             return 0
         for child in children:
@@ -114,11 +115,9 @@ def run(settings: Settings, *, api_port: int, dashboard_port: int, workers: int)
             ended = _supervise(children, interrupted)
         if ended is not None:
             assert ended.proc is not None
-            log.error(
-                "%s exited with status %s (its lines above say why); stopping the rest",
-                ended.name,
-                ended.proc.returncode,
-            )
+            code = ended.proc.returncode
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            log.error("%s %s (its lines above say why); stopping the rest", ended.name, how)
         return 0 if ended is None else 1
     finally:
         _stop(children, interrupted)

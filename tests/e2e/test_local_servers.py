@@ -61,6 +61,7 @@ def test_jobsvc_run_brings_up_its_own_servers(tmp_path: Path) -> None:
         "JOBS_DASHBOARD_PORT": str(dash_port),
         "JOBS_WORKERS": "2",
         "JOBS_CALLBACK_BACKOFF_S": "0.2",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "PYTHONUNBUFFERED": "1",
     }
     log = tmp_path / "run.log"
