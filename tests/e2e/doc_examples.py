@@ -25,11 +25,10 @@ How to write an example that `tests/e2e/test_docs_examples.py` runs:
   job `R`, and `"R"` in later commands and output of the file is that id.
   `# → status "failed"` after a submit (on its last line, or the line after it) waits
   until the job has that status.
-- **Python** (`python`). A block that imports `service.client` runs against the stack with
-  `KEY` (None) and `upload_ids` (ids of uploaded images) defined, and `"jobsvc_…"`
-  and `"https://…/hook"` filled (a key, a loopback receiver's URL). Task module code (it
-  imports `service.task_api` or declares `@task`) is not run: a worker loads such code.
-  Any other block must run as it is.
+- **Python** (`python`). A block runs as it is, `http://127.0.0.1:8000` being the stack,
+  with the names its prose defines: `KEY` (None: dev mode) and `upload_ids` (ids of
+  uploaded images). Task module code (it imports `service.task_api` or declares `@task`)
+  is not run: a worker loads such code.
 - **JSON** (`json`): a batch body (`{"jobs": …}`) is sent to `POST /jobs/batch` and must
   answer 2xx; any other is an answer the doc shows, and must be JSON (`…` and `[...]`
   allowed).

@@ -53,7 +53,6 @@ class Hook(QuietHandler):
 @dataclass
 class Live:
     stack: Stack
-    key: str
     hook_url: str
     mail: Path
     workdir: Path
@@ -115,7 +114,7 @@ def live(
             stack.api()
             for name in ("worker-1", "worker-2", "reconciler"):
                 stack.wait_for_log(name, "ready")
-            yield Live(stack, key, hook_url, root / "mail", workdir)
+            yield Live(stack, hook_url, root / "mail", workdir)
     finally:
         stack.close()
         sink.stop()
@@ -257,11 +256,7 @@ def submitted(stdout: str) -> str:
 
 
 def run_python(live: Live, block: ex.Block) -> None:
-    code = (
-        block.text.replace('"http://127.0.0.1:8000"', repr(live.url))
-        .replace('"jobsvc_…"', repr(live.key))
-        .replace('"https://…/hook"', repr(live.hook_url))
-    )
+    code = block.text.replace('"http://127.0.0.1:8000"', repr(live.url))
     namespace: dict[str, Any] = {"KEY": None}  # dev mode: no key
     if "upload_ids" in code:
         namespace["upload_ids"] = [upload(live) for _ in range(3)]
