@@ -62,6 +62,12 @@ SKIP_LANGUAGES = {
 SKIP_COMMANDS = {
     "make": "builds, tests or starts the project (a make target)",
     "pip": "installs the package",
+    "uv": "installs the package",
+    "git": "gets or changes the source",
+    "cd": "moves around the source",
+    "$EDITOR": "opens an editor",
+    "vi": "opens an editor",
+    "nano": "opens an editor",
     "docker": "runs the stack in containers",
     "jobsvc run": "starts a whole stack",
     "jobsvc api": "starts a process of a stack",
@@ -177,8 +183,8 @@ def commands(block: Block) -> list[Command]:
 
 def skip_rule(command: Command) -> str | None:
     """Why a shell command is not run (None: it runs); an error if no rule covers it."""
-    words = command.words
-    if re.match(r"^[A-Z][A-Z0-9_]*=\S*(\s|$)", words):
+    words = re.sub(r"^([A-Z][A-Z0-9_]*=\S*\s*)+", "", command.words)  # NAME=value before
+    if not words or words.startswith("#"):
         return SKIP_COMMANDS["NAME=value"]
     for prefix, why in SKIP_COMMANDS.items():
         if words == prefix or words.startswith(prefix + " "):
