@@ -166,8 +166,8 @@ def _fork(target: Callable[[], None]) -> int:
             signal.signal(sig, signal.SIG_DFL)
         target()
         code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+    except SystemExit as exc:  # RQ's cold stop raises SystemExit()
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     except BaseException:
         log.exception("worker failed")
     finally:
