@@ -66,3 +66,16 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_workers_stop_at_once_when_asked_after_their_jobs(stack: Stack) -> None:
+    """A warm stop of an idle worker ends it at once (the thread that listens for RQ's
+    commands once held it for up to a minute, one time in two)."""
+    stack.named_workers(a=False, b=True, c=False)
+    for job_id in [stack.submit("echo", value=n) for n in range(6)]:
+        assert stack.wait(job_id)["status"] == "finished"
+    procs = [stack.procs[name] for name in ("a", "b", "c")]
+    for proc in procs:
+        os.kill(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        assert proc.wait(10) == 0
