@@ -92,7 +92,7 @@ def _claim(
         row = ledger.claim(conn, job_id, worker, lease_s, token)
         if row is None:
             with conn.transaction():  # type: ignore[union-attr]
-                row = _refused(conn, job_id, None, worker, lease_s, token)
+                row = _hold_or_claim_again(conn, job_id, None, worker, lease_s, token)
         return row
     with conn.transaction():  # type: ignore[union-attr]
         if limiter:
@@ -107,24 +107,28 @@ def _claim(
             sql.run(conn, sql.query("lock_concurrency_key"), key=key)
         row = ledger.claim(conn, job_id, worker, lease_s, token, locked_key=key)
         if row is None:
-            row = _refused(conn, job_id, key, worker, lease_s, token)
+            row = _hold_or_claim_again(conn, job_id, key, worker, lease_s, token)
         if row is not None and limiter:
             limiters.spend(conn, limiter)
     return row
 
 
-def _refused(
+def _hold_or_claim_again(
     conn: SyncConnection, job_id: UUID, key: str | None, worker: str, lease_s: int, token: str
 ) -> JobRow | None:
-    """A refused claim, in a transaction: the job is held if its queue is paused, or if its
-    key is at its limit. A queue that has been paused but is not now may have been resumed
-    since the claim met its pause (a resume releases only held jobs): a job without a key
-    is claimed again; a keyed one is held for its key, whose release hands it back."""
-    paused = queues.hold_if_paused(conn, job_id)
-    if paused:
+    """After a refused claim, in its transaction (with the key's lock, for a keyed job):
+    the job is held if its queue is paused. A queue paused once but not now may have been
+    resumed since the claim met its pause (a resume releases only held jobs), so the claim
+    is tried again. A keyed job refused by an open queue is held for its key; any other
+    refusal (canceled, running elsewhere, a duplicate delivery) changes nothing."""
+    pause = queues.hold_if_paused(conn, job_id)
+    if pause is queues.Pause.HELD:
         return None
+    if pause is queues.Pause.LIFTED:
+        row = ledger.claim(conn, job_id, worker, lease_s, token, locked_key=key)
+        if row is not None:
+            return row
     if key:
         detail = {"by": "worker", "held": f"concurrency key {key!r} at its limit"}
         sql.rows(conn, sql.query("hold"), id=job_id, key=key, detail=jsontext.text(detail))
-        return None
-    return ledger.claim(conn, job_id, worker, lease_s, token) if paused is False else None
+    return None

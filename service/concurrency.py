@@ -9,6 +9,8 @@ the first. A job over the limit is held: it stays `queued`, no attempt spent, ou
 (the worker that popped it moves on), until a job of its key ends: the worker that records
 that outcome releases the oldest held jobs that now fit and enqueues them, and the
 reconciler does the same each pass for what is left (a rescued or canceled job's slot).
+A job of a paused queue waits for the resume instead (`service.queues`), which releases
+it only if its key has room then.
 """
 
 import json
@@ -18,7 +20,7 @@ import re
 from redis import Redis
 from redis.exceptions import RedisError
 
-from service import broker, db, errors, sql
+from service import broker, db, errors, jsontext, sql
 from service.ledger_writer import LedgerWriter
 from service.rows import JobRow, JsonObject
 from service.settings import Settings
@@ -53,16 +55,20 @@ def resolve(template: str, owner: str, task: str, args: JsonObject) -> str:
     return key
 
 
-def released(conn: SyncConnection, key: str | None) -> list[JobRow]:
-    """Held jobs of `key` (None: of every key) that fit now, no longer held."""
-    return [JobRow.of(row) for row in sql.rows(conn, sql.query("release_held"), key=key)]
+def release_fitting(conn: SyncConnection, key: str | None, by: str) -> list[JobRow]:
+    """Release the jobs held for `key` (None: for every key) that fit now, none of a
+    paused queue; returns them, for the caller to enqueue."""
+    why = f"concurrency key {key!r} has room" if key else "concurrency key has room"
+    detail = jsontext.text({"by": by, "released": why})
+    found = sql.rows(conn, sql.query("release_held"), key=key, detail=detail)
+    return [JobRow.of(row) for row in found]
 
 
 def release_held(writer: LedgerWriter, redis: Redis, settings: Settings, key: str) -> None:
     """A worker's part when a job of `key` ends: enqueue the held jobs that now fit (the
     reconciler is the fallback, so a failure is logged, not raised)."""
     try:
-        rows = writer.write(released, key) or []
+        rows = writer.write(release_fitting, key, "worker") or []
         broker.enqueue_known(redis, rows, settings.result_ttl_s)
     except (RedisError, *db.SYNC_ERRORS) as exc:
         log.warning(

@@ -129,6 +129,7 @@ FOR UPDATE
 -- A running attempt keeps its lease: it may run on until its worker stops it and reports
 -- (`release_lease`), or the lease lapses; a retry waits for that.
 UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now(), held = false,
+                held_by = NULL,
                 parked = false, lease_expires_at = CASE WHEN status = 'started' THEN lease_expires_at END
 WHERE id = %(id)s
 RETURNING *
@@ -175,6 +176,7 @@ SELECT 1
 -- spare delivery starts is no longer held.
 UPDATE jobs SET status = 'started', attempt = attempt + 1, worker = %(worker)s,
                 claim_token = %(token)s, started_at = now(), updated_at = now(), held = false,
+                held_by = NULL,
                 enqueued_at = coalesce(enqueued_at, now()),
                 lease_expires_at = now() + %(lease_s)s * interval '1 second'
 WHERE id = %(id)s AND (status = 'queued' OR (status = 'scheduled' AND run_at <= now()))
@@ -453,23 +455,46 @@ FOR SHARE OF q
 -- appends: event
 -- A job a worker popped from a paused queue: held out of Redis, still queued, no attempt
 -- spent, until the queue is resumed.
-UPDATE jobs SET held = true
+UPDATE jobs SET held = true, held_by = 'pause'
 WHERE id = %(id)s AND status = 'queued' AND NOT held
 RETURNING *
 
 -- name: release_paused
 -- appends: event
--- Jobs held by a pause of their queue (of one queue, or of all) whose queue is no longer
--- paused, the oldest first, for the caller to enqueue at the back of their list. A keyed
--- job held by a pause is released with its key's (`release_held`).
-UPDATE jobs SET held = false, enqueued_at = now(), checked_at = now()
+-- Jobs a pause held whose queue is open again (of one queue, or of all), the oldest first,
+-- for the caller to enqueue at the back of their list: those without a concurrency key,
+-- and those whose key has room (`release_held`'s count: the oldest that fit). Rows locked
+-- elsewhere are left to the next release.
+UPDATE jobs SET held = false, held_by = NULL, enqueued_at = now(), checked_at = now()
+WHERE id IN (
+  SELECT h.id FROM (
+    SELECT p.id, p.concurrency_key, p.max_concurrency,
+           row_number() OVER (PARTITION BY p.concurrency_key ORDER BY p.created_at) AS n
+    FROM (SELECT id, concurrency_key, max_concurrency, created_at FROM jobs
+          WHERE held AND held_by = 'pause' AND status = 'queued'
+            AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+            AND NOT EXISTS (SELECT 1 FROM queue_states q WHERE q.name = jobs.queue AND q.paused)
+          FOR UPDATE SKIP LOCKED) AS p) AS h
+  WHERE h.concurrency_key IS NULL
+     OR h.n <= h.max_concurrency - (SELECT count(*) FROM jobs r
+                                    WHERE r.concurrency_key = h.concurrency_key
+                                      AND r.status = 'started'))
+  AND held_by = 'pause'
+RETURNING *
+
+-- name: hold_paused_for_key
+-- appends: event
+-- After `release_paused` in the same transaction: the keyed jobs a pause held that it did
+-- not release (their key has no room) are held for their key from now on, so that its
+-- release (`release_held`) hands them back.
+UPDATE jobs SET held_by = 'key'
 WHERE id IN (
   SELECT id FROM jobs
-  WHERE held AND concurrency_key IS NULL AND status = 'queued'
+  WHERE held AND held_by = 'pause' AND status = 'queued' AND concurrency_key IS NOT NULL
     AND (%(queue)s::text IS NULL OR queue = %(queue)s)
     AND NOT EXISTS (SELECT 1 FROM queue_states q WHERE q.name = jobs.queue AND q.paused)
-  ORDER BY created_at FOR UPDATE SKIP LOCKED)
-  AND held
+  FOR UPDATE SKIP LOCKED)
+  AND held_by = 'pause'
 RETURNING *
 
 -- name: queue_census
@@ -503,6 +528,7 @@ ORDER BY created_at LIMIT %(sample)s
 -- As `cancel`, for up to `limit` of the oldest matching jobs. A running one keeps its
 -- lease (so `lease_expires_at` tells which ones were running).
 UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now(), held = false,
+                held_by = NULL,
                 parked = false, lease_expires_at = CASE WHEN status = 'started' THEN lease_expires_at END
 WHERE id IN (SELECT id FROM jobs
              WHERE {filters} AND status IN ('waiting', 'queued', 'scheduled', 'started')
@@ -530,23 +556,27 @@ SELECT pg_advisory_xact_lock(hashtextextended('concurrency' || E'\n' || %(key)s,
 -- name: hold
 -- appends: event
 -- A job over its key's limit: held out of Redis, still queued, no attempt spent.
-UPDATE jobs SET held = true
+UPDATE jobs SET held = true, held_by = 'key'
 WHERE id = %(id)s AND concurrency_key = %(key)s AND status = 'queued' AND NOT held
 RETURNING *
 
 -- name: release_held
--- Held jobs of keys with room (of one key, or of all), the oldest first, for the caller to
--- enqueue. A job released twice is delivered twice and claimed once.
-UPDATE jobs SET held = false, checked_at = now()
+-- appends: event
+-- Jobs held for keys with room (of one key, or of all), the oldest first, for the caller
+-- to enqueue; none of a paused queue (its resume, or the next release after it, hands
+-- them back). A job released twice is delivered twice and claimed once.
+UPDATE jobs SET held = false, held_by = NULL, checked_at = now()
 WHERE id IN (
   SELECT h.id FROM (
     SELECT id, concurrency_key, max_concurrency,
            row_number() OVER (PARTITION BY concurrency_key ORDER BY created_at) AS n
-    FROM jobs WHERE held AND (%(key)s::text IS NULL OR concurrency_key = %(key)s)) AS h
+    FROM jobs
+    WHERE held AND held_by = 'key' AND (%(key)s::text IS NULL OR concurrency_key = %(key)s)
+      AND NOT EXISTS (SELECT 1 FROM queue_states q WHERE q.name = jobs.queue AND q.paused)) AS h
   WHERE h.n <= h.max_concurrency - (SELECT count(*) FROM jobs r
                                     WHERE r.concurrency_key = h.concurrency_key
                                       AND r.status = 'started'))
-  AND held
+  AND held_by = 'key'
 RETURNING *
 
 -- Shared rate limits (`service.limiters`). A limiter's starts are spaced 1 / per_s apart

@@ -5,13 +5,16 @@ A paused queue's jobs stay `queued`. Workers do not pop from it: their queue cla
 (`pausable`) leaves paused queues out of each dequeue and blocks at most `CHECK_S` at a
 time, so a pause or a resume is seen within seconds. And the claim refuses a job of a
 paused queue in any case (the ledger decides). A job a worker popped meanwhile (in the
-seconds before it saw the pause) is held: out of Redis, still `queued`, an event saying
-why; the resume releases it and hands it back to RQ, and the reconciler does the same
-each pass for what a resume left (a hold that committed as the resume did, an enqueue that
-failed). The state is a ledger row: it survives restarts of every process, and Redis
-flushes.
+seconds before it saw the pause) is held (`held_by` 'pause'): out of Redis, still
+`queued`, an event saying why; the resume releases it and hands it back to RQ, and the
+reconciler does the same each pass for what a resume left (a row locked at that instant,
+a queue resumed by other means than the API). A job with a concurrency key is released so
+only if its key has room; otherwise it is held for its key from then on (`held_by` 'key',
+an event saying so), and its key's release hands it back. The state is a ledger row: it
+survives restarts of every process, and Redis flushes.
 """
 
+import enum
 import itertools
 import logging
 import time
@@ -98,29 +101,44 @@ def pausable(pauses: Pauses, low_share: int) -> type[Queue]:
 # ---------------------------------------------------------------- jobs a pause holds
 
 
-def hold_if_paused(conn: SyncConnection, job_id: UUID) -> bool | None:
+class Pause(enum.Enum):
+    """What `hold_if_paused` found of a job's queue."""
+
+    HELD = "held"  # paused: the job is held now, until the resume
+    LIFTED = "lifted"  # paused once, not now: the claim may have met a pause lifted since
+    NEVER = "never"  # never paused: a pause did not refuse the claim
+
+
+def hold_if_paused(conn: SyncConnection, job_id: UUID) -> Pause:
     """After a refused claim, in the caller's transaction: hold the job if its queue is
-    paused (True). False: its queue is not paused (it may have been resumed since the
-    claim); None: it was never paused. The queue's state stays locked until the caller's
-    transaction ends, so a resume either sees this hold or comes before it."""
+    paused. The queue's state stays locked until the caller's transaction ends, so a
+    resume either releases this hold or comes before it (and a claim then sees it)."""
     state = sql.one(conn, sql.query("queue_paused_locked"), id=job_id)
-    if state is None or not state["paused"]:
-        return None if state is None else False
+    if state is None:
+        return Pause.NEVER
+    if not state["paused"]:
+        return Pause.LIFTED
     detail = {"by": "worker", "held": f"queue {state['name']!r} paused"}
     sql.rows(conn, sql.query("hold_paused"), id=job_id, detail=jsontext.text(detail))
-    return True
+    return Pause.HELD
 
 
-def _released_detail(by: str, name: str | None) -> str:
-    why = f"queue {name!r} resumed" if name else "queue resumed"
-    return jsontext.text({"by": by, "released": why})
+def _resumed_details(by: str, name: str | None) -> dict[str, str]:
+    """The events of a resume's release: released, or held on for a key with no room."""
+    resumed = f"queue {name!r} resumed" if name else "queue resumed"
+    return {
+        "released": jsontext.text({"by": by, "released": resumed}),
+        "held": jsontext.text({"by": by, "held": f"{resumed}; concurrency key at its limit"}),
+    }
 
 
-def released(conn: SyncConnection) -> list[JobRow]:
-    """Jobs held by a pause of a queue that is no longer paused (the reconciler's pass),
-    no longer held, for the caller to enqueue."""
-    detail = _released_detail("reconciler", None)
-    found = sql.rows(conn, sql.query("release_paused"), queue=None, detail=detail)
+def release_resumed(conn: SyncConnection) -> list[JobRow]:
+    """The reconciler's pass over jobs a pause held whose queue is open again, as a resume
+    does (`set_paused`): released (returned, for the caller to enqueue) unless a key with
+    no room holds them on."""
+    details = _resumed_details("reconciler", None)
+    found = sql.rows(conn, sql.query("release_paused"), queue=None, detail=details["released"])
+    sql.rows(conn, sql.query("hold_paused_for_key"), queue=None, detail=details["held"])
     return [JobRow.of(row) for row in found]
 
 
@@ -136,16 +154,21 @@ async def set_paused(
     conn: AsyncConnection, name: str, paused: bool, by: str
 ) -> tuple[dict[str, Any], list[JobRow]]:
     """Pause or resume a known queue (QueueNotFound otherwise): its state row, and on a
-    resume the jobs its pause held, released in the same transaction, to enqueue."""
+    resume the jobs its pause held, released in the same transaction, to enqueue: those
+    without a concurrency key and those whose key has room; the others are held for their
+    key from then on, and say so."""
     _known(name)
     async with sql.transaction(conn):
         row = await sql.fetch_one(conn, sql.query("set_paused"), name=name, paused=paused, by=by)
         assert row is not None
-        held = []
+        released = []
         if not paused:
-            detail = _released_detail("client", name)
-            held = await sql.fetch(conn, sql.query("release_paused"), queue=name, detail=detail)
-    return dict(row), [JobRow.of(r) for r in held]
+            details = _resumed_details("client", name)
+            q = sql.query("release_paused")
+            released = await sql.fetch(conn, q, queue=name, detail=details["released"])
+            q = sql.query("hold_paused_for_key")
+            await sql.fetch(conn, q, queue=name, detail=details["held"])
+    return dict(row), [JobRow.of(r) for r in released]
 
 
 async def overview(conn: AsyncConnection, redis: Redis) -> list[dict[str, Any]]:

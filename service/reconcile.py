@@ -195,14 +195,15 @@ class Reconciler:
     def _release_held(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
         """Held jobs whose concurrency key has room again (a slot freed by a rescue or a
         cancel, or a worker's release that did not happen)."""
-        rows = concurrency.released(conn, None)
+        rows = concurrency.release_fitting(conn, None, "reconciler")
         repairs.released += len(rows)
         return rows
 
     def _release_resumed(self, conn: Connection, repairs: Repairs) -> list[JobRow]:
         """Jobs a pause held whose queue is open again and that its resume did not release
-        (a row locked at that instant, a queue resumed by other means than the API)."""
-        rows = queues.released(conn)
+        (a row locked at that instant, a queue resumed by other means than the API); a
+        keyed one whose key has no room is held for its key instead."""
+        rows = queues.release_resumed(conn)
         repairs.released += len(rows)
         return rows
 

@@ -92,11 +92,13 @@ jobs = Table(
     Column("on_parent_failure", Text),
     Column("has_children", Boolean, nullable=False, server_default=text("false")),
     Column("unique_key", Text),  # a unique job's key (service.uniqueness)
-    # at most max_concurrency running jobs of a concurrency key; `held`: over the limit,
-    # out of Redis until one ends (service.concurrency)
+    # at most max_concurrency running jobs of a concurrency key; `held`: queued but out of
+    # Redis, `held_by` its key at its limit until one ends ('key', service.concurrency) or
+    # a pause of its queue until the resume ('pause', service.queues)
     Column("concurrency_key", Text),
     Column("max_concurrency", Integer),
     Column("held", Boolean, nullable=False, server_default=text("false")),
+    Column("held_by", Text),
     # times it was told to slow down (RateLimited) and rescheduled without an attempt spent
     Column("throttled", Integer, nullable=False, server_default=text("0")),
     # 0 to 9, higher first: the job waits in its queue's RQ list of that priority
@@ -104,6 +106,8 @@ jobs = Table(
     # over its owner's in-flight quota in its queue: queued, not in Redis (service.fair_share)
     Column("parked", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint("priority BETWEEN 0 AND 9", name="priority"),
+    CheckConstraint("held_by IN ('key', 'pause')", name="held_by"),
+    CheckConstraint("held = (held_by IS NOT NULL)", name="held"),
     CheckConstraint(f"status IN ({_statuses})", name="status"),
     CheckConstraint("attempt >= 0", name="attempt"),
     CheckConstraint("max_attempts >= 1", name="max_attempts"),

@@ -8,7 +8,7 @@ import pytest
 from redis import Redis
 from sqlalchemy import Engine
 
-from service import admission, broker, ledger
+from service import admission, broker, concurrency, ledger, sql
 from service.ledger_writer import LedgerWriter
 from service.settings import Settings
 from tests.support import Ledger, run_reconcile_pass, run_worker_burst
@@ -73,9 +73,37 @@ async def test_a_job_over_the_limit_is_held_then_released(
     with sql_engine.begin() as conn:  # the first one ends
         ledger.finish(conn, first["id"], 1, "done")
     assert run_reconcile_pass(settings).released == 1
+    released = {"by": "reconciler", "released": "concurrency key has room"}
+    assert ledger_rows.events(second["id"])[-1]["detail"] == released
     run_worker_burst(settings)
     assert ledger_rows.row(second["id"])["status"] == "finished"  # type: ignore[index]
     assert ledger_rows.row(second["id"])["attempt"] == 1  # type: ignore[index]
+
+
+async def test_a_job_held_for_its_key_is_not_released_while_its_queue_is_paused(
+    client: httpx.AsyncClient, settings: Settings, sql_engine: Engine, ledger_rows: Ledger
+) -> None:
+    keyed = {"concurrency_key": "k", "max_concurrency": 1}
+    first = await _submit(client, **keyed)
+    second = await _submit(client, **keyed)
+    with sql_engine.begin() as conn:  # a worker elsewhere runs the first one
+        sql.run(conn, sql.query("lock_concurrency_key"), key="k")
+        assert ledger.claim(conn, first["id"], "elsewhere", 30, locked_key="k") is not None
+    run_worker_burst(settings)  # pops the second: held for its key
+    assert (await client.get(f"/jobs/{second['id']}")).json()["held"] is True
+
+    with sql_engine.begin() as conn:  # the queue is paused; the first one ends
+        sql.run(conn, sql.query("set_paused"), name="default", paused=True, by="ops")
+        ledger.finish(conn, first["id"], 1, "done")
+        assert concurrency.release_fitting(conn, "k", "worker") == []  # its key's release
+    assert run_reconcile_pass(settings).released == 0
+    assert (await client.get(f"/jobs/{second['id']}")).json()["held"] is True
+
+    with sql_engine.begin() as conn:
+        sql.run(conn, sql.query("set_paused"), name="default", paused=False, by="ops")
+    assert run_reconcile_pass(settings).released == 1
+    run_worker_burst(settings)
+    assert ledger_rows.row(second["id"])["status"] == "finished"  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

@@ -38,5 +38,6 @@ def test_only_transitions_append_an_event() -> None:
     assert appending == {
         "insert_jobs", "cancel", "retry", "claim", "finish", "fail", "retry_later", "note",
         "rescue_expired", "release_due", "mark_redelivered", "bulk_cancel", "bulk_retry", "hold",
-        "hold_paused", "release_paused", "defer_throttled", "throttle_later",
+        "hold_paused", "release_paused", "hold_paused_for_key", "release_held",
+        "defer_throttled", "throttle_later",
     }  # fmt: skip
