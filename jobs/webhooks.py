@@ -58,7 +58,9 @@ def call_webhook(args: WebhookArgs) -> dict[str, Any]:
     no attempt spent."""
     settings = current().settings
     url = str(args.url)
-    address = public_address(url, settings.webhook_allow_private)
+    address = public_address(
+        url, settings.webhook_allow_private, allow_loopback=settings.webhook_allow_loopback
+    )
     headers = {**args.headers, "Content-Type": "application/json"}
     response = post(
         url,

@@ -62,7 +62,11 @@ def deliver_callback(args: CallbackArgs) -> dict[str, Any]:
     }
     outcome: dict[str, Any] = {"by": "callback", "url": url, "try": ctx.attempt}
     try:
-        address = public_address(url, ctx.settings.webhook_allow_private)
+        address = public_address(
+            url,
+            ctx.settings.webhook_allow_private,
+            allow_loopback=ctx.settings.webhook_allow_loopback,
+        )
         response = post(url, address, body, headers, ctx.settings.webhook_timeout_s)
     except WebhookRefused as exc:
         _note(ctx, args.job_id, {**outcome, "delivered": False, "error": str(exc)})

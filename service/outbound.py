@@ -2,8 +2,9 @@
 guard.
 
 The guard resolves the host and refuses private, loopback, link-local and other
-non-public addresses (unless JOBS_WEBHOOK_ALLOW_PRIVATE), then connects to the address it
-checked, so a second DNS answer cannot point the request elsewhere.
+non-public addresses (unless JOBS_WEBHOOK_ALLOW_PRIVATE; JOBS_WEBHOOK_ALLOW_LOOPBACK lets
+loopback alone through), then connects to the address it checked, so a second DNS answer
+cannot point the request elsewhere.
 """
 
 import ipaddress
@@ -20,8 +21,9 @@ class WebhookRefused(PermanentError):
     """The target is not one this service may call, or it answered 4xx."""
 
 
-def public_address(url: str, allow_private: bool) -> str:
-    """The address to connect to for `url`, after the SSRF checks; WebhookRefused if none."""
+def public_address(url: str, allow_private: bool, *, allow_loopback: bool = False) -> str:
+    """The address to connect to for `url`, after the SSRF checks; WebhookRefused if none.
+    `allow_loopback` lets this machine's loopback addresses through, and no other."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookRefused(f"{url!r} is not an http(s) URL with a host")
@@ -33,7 +35,7 @@ def public_address(url: str, allow_private: bool) -> str:
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     if not allow_private:
         for address in addresses:
-            if not _public(address):
+            if not (_public(address) or (allow_loopback and _loopback(address))):
                 raise WebhookRefused(
                     f"{parts.hostname} resolves to {address}, which is not a public address "
                     "(JOBS_WEBHOOK_ALLOW_PRIVATE allows it)"
@@ -56,6 +58,12 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         if any(address in carrier for carrier in _CARRIERS):
             return False
     return address.is_global and not address.is_multicast
+
+
+def _loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,9 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = Field(
         default=False, description="let webhooks reach private, loopback and link-local addresses"
     )
+    webhook_allow_loopback: bool = Field(
+        default=False, description="let webhooks reach loopback addresses (127.0.0.0/8, ::1) only"
+    )
     webhook_timeout_s: float = Field(default=10, gt=0)
     webhook_response_bytes: int = Field(default=4096, ge=0, description="body kept in the result")
 

@@ -68,7 +68,8 @@ def call(stack: Stack, url: str, **extra: object) -> dict[str, Any]:
 
 @pytest.fixture
 def allowed(make_stack: Callable[..., Stack]) -> Stack:
-    stack = make_stack(JOBS_WEBHOOK_ALLOW_PRIVATE="1", JOBS_WEBHOOK_RESPONSE_BYTES="100")
+    # The receivers are on loopback: dev mode's switch, the narrowest that reaches them.
+    stack = make_stack(JOBS_WEBHOOK_ALLOW_LOOPBACK="1", JOBS_WEBHOOK_RESPONSE_BYTES="100")
     stack.worker("w")
     stack.reconciler()
     return stack
@@ -147,6 +148,36 @@ def test_loopback_is_refused_by_default(stack: Stack, receiver: Receiver) -> Non
 def test_the_guard_refuses_non_public_addresses(url: str) -> None:
     with pytest.raises(WebhookRefused, match="not a public address"):
         public_address(url, allow_private=False)
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://127.0.0.1:9/", "127.0.0.1"),
+        ("http://127.8.9.10/", "127.8.9.10"),
+        ("http://[::1]/", "::1"),
+        ("http://[::ffff:127.0.0.1]/", "::ffff:7f00:1"),
+    ],
+)
+def test_the_loopback_switch_lets_loopback_through(url: str, address: str) -> None:
+    assert public_address(url, allow_private=False, allow_loopback=True) == address
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.1.2.3/",
+        "http://192.168.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[fe80::1]/",
+        "http://0.0.0.0/",
+        "http://[64:ff9b::7f00:1]/",  # NAT64 of 127.0.0.1: another host's loopback
+    ],
+)
+def test_the_loopback_switch_refuses_every_other_non_public_address(url: str) -> None:
+    with pytest.raises(WebhookRefused, match="not a public address"):
+        public_address(url, allow_private=False, allow_loopback=True)
 
 
 def test_the_guard_lets_public_addresses_through() -> None:
