@@ -2,13 +2,16 @@
 
 With `--processes N` the command forks N workers of one class and supervises them:
 
-- SIGTERM or SIGINT (Ctrl-C) is passed on to every worker: each finishes the job it runs
-  and exits (RQ's warm stop). A second signal, a second or more later, stops running jobs
-  at once (RQ's cold stop; such a job runs again once its lease runs out).
+- SIGTERM, SIGINT (Ctrl-C) or SIGHUP (the terminal closed) is passed on to every worker
+  as SIGTERM: each finishes the job it runs and exits (RQ's warm stop). A second signal,
+  a second or more later, stops running jobs at once (RQ's cold stop; such a job runs
+  again once its lease runs out).
 - A worker that dies (SIGKILL, the OOM killer, an error) is started again at once under
-  the same name, and the command logs why. One that exits with an error status within its
-  first `START_S` seconds cannot start (a setting or a task module is wrong): the command
-  stops the others and exits 1, naming it. One that ends by itself with status 0
+  the same name, and the command logs why. One of the first N that exits with an error
+  status within `START_S` seconds cannot start (a setting or a task module is wrong): the
+  command stops the others and exits 1, naming it. A replacement that ends within
+  `START_S` (Redis away for a moment, say) is started again after a pause, doubling from
+  `BACKOFF_S` up to `BACKOFF_MAX_S`. One that ends by itself with status 0
   (`--burst` with empty queues, or RQ's shutdown command) is not replaced; the command
   exits when none is left.
 - Each worker has its own process group, so a terminal's Ctrl-C reaches only the command
@@ -32,6 +35,9 @@ from service.settings import Settings
 log = logging.getLogger("jobsvc")
 
 START_S = 10.0  # a worker that ends sooner than this after its start never started
+BACKOFF_S = 1.0  # the first pause before a replacement that never started is tried again
+BACKOFF_MAX_S = 30.0
+_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def run(
@@ -71,6 +77,9 @@ class _Child:
     name: str | None
     pid: int = 0
     started: float = 0.0
+    restarted: bool = False
+    pause_s: float = 0.0  # before its next start, while its replacements fail at once
+    due: float = 0.0  # when it starts again, if it waits
 
     @property
     def label(self) -> str:
@@ -91,32 +100,36 @@ def supervise(
     from service import registry
 
     registry.load(settings.task_modules)  # imported once here, shared by every fork
-    children = [_Child(i, f"{name}-{i}" if name else None) for i in range(1, count + 1)]
     signals: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         signals.append(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in _STOPS:
         signal.signal(sig, on_signal)
 
-    def start(child: _Child, restarted: bool = False) -> None:
+    running: dict[int, _Child] = {}
+    waiting: list[_Child] = []  # replacements that failed at once, each until its `due`
+
+    def start(child: _Child) -> None:
+        again = child.restarted
         child.pid = _fork(
             lambda: run(
-                settings, queues, simple=simple, burst=burst, name=child.name, restarted=restarted
+                settings, queues, simple=simple, burst=burst, name=child.name, restarted=again
             )
         )
         child.started = time.monotonic()
+        running[child.pid] = child
 
-    for child in children:
-        start(child)
+    for i in range(1, count + 1):
+        start(_Child(i, f"{name}-{i}" if name else None))
     log.info("%d worker processes started (%s)", count, "simple" if simple else "forking")
-    running = {child.pid: child for child in children}
     stopping_since: float | None = None
     forwarded = 0
     status = 0
-    while running:
+    while running or waiting:
         if len(signals) > forwarded:
+            waiting.clear()
             if stopping_since is None:
                 stopping_since = time.monotonic()
                 log.info("stopping %s: each finishes its running job", _count(running))
@@ -125,6 +138,9 @@ def supervise(
                 log.warning("stopping %s now, and their running jobs", _count(running))
                 _signal_all(running, signal.SIGTERM)
             forwarded = len(signals)
+        for child in [c for c in waiting if c.due <= time.monotonic()]:
+            waiting.remove(child)
+            start(child)
         pid, wait_status = _reap()
         if pid == 0:
             time.sleep(0.1)
@@ -136,7 +152,8 @@ def supervise(
         if stopping_since is not None or code == 0:
             continue
         how = f"signal {-code}" if code < 0 else f"status {code}"
-        if code > 0 and time.monotonic() - child.started < START_S:
+        at_once = time.monotonic() - child.started < START_S
+        if at_once and code > 0 and not child.restarted:
             log.error(
                 "%s (pid %d) exited with %s during start-up; stopping the others",
                 child.label,
@@ -146,24 +163,45 @@ def supervise(
             stopping_since, status = time.monotonic(), 1
             _signal_all(running, signal.SIGTERM)
             continue
+        # A replacement that fails at once (Redis away for a moment, say) is tried again
+        # after a pause that doubles: it must not stop the others, nor spin.
+        pause_s = min(BACKOFF_MAX_S, child.pause_s * 2 or BACKOFF_S) if child.restarted else 0
+        child.pause_s = pause_s if at_once else 0.0
+        child.restarted = True
+        if child.pause_s:
+            log.warning(
+                "%s (pid %d) ended with %s %.1f s after its start; starting it again in %.0f s",
+                child.label,
+                pid,
+                how,
+                time.monotonic() - child.started,
+                child.pause_s,
+            )
+            child.due = time.monotonic() + child.pause_s
+            waiting.append(child)
+            continue
         log.warning("%s (pid %d) ended with %s; starting it again", child.label, pid, how)
-        start(child, restarted=True)
-        running[child.pid] = child
+        start(child)
     log.info("workers stopped")
     return status
 
 
 def _fork(target: Callable[[], None]) -> int:
     parent = os.getpid()
+    # The stop signals wait until the child has its own handlers (the default ones): one
+    # that came in between would run the supervisor's handler in the child, and be lost.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     pid = os.fork()
     if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return pid
     code = 1
     try:
         os.setpgrp()  # the terminal's Ctrl-C goes to the supervisor only, which passes it on
         lease.end_with_parent(parent)
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in _STOPS:
             signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         target()
         code = 0
     except SystemExit as exc:  # RQ's cold stop raises SystemExit()

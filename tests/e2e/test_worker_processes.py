@@ -1,14 +1,17 @@
 """`jobsvc worker --processes N`: N workers under one command, which runs N jobs at once,
-starts a worker that dies again, and stops them all on one signal. A worker's start is a
-handful of log lines."""
+starts a worker that dies again (after a pause if it fails at once), and stops them all on
+one signal. A worker's start is a handful of log lines."""
 
 import os
 import signal
+import subprocess
+import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Stack, children, wait_until
+from tests.e2e.conftest import BIN, Stack, children, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -79,3 +82,54 @@ def test_workers_stop_at_once_when_asked_after_their_jobs(stack: Stack) -> None:
         os.kill(proc.pid, signal.SIGTERM)
     for proc in procs:
         assert proc.wait(10) == 0
+
+
+# The command with a worker that fails at once while a file exists (Redis away, say).
+FLAKY = """
+import logging, sys, time
+from pathlib import Path
+from service import workers
+from service.settings import get_settings
+
+def run(*args, **kwargs):
+    if Path(sys.argv[1]).exists():
+        sys.exit(3)
+    time.sleep(600)
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+workers.run = run
+status = workers.supervise(get_settings(), ["q"], count=1, simple=True, burst=False, name="w")
+sys.exit(status)
+"""
+
+
+def test_a_replacement_that_fails_at_once_is_tried_again_after_a_pause(tmp_path: Path) -> None:
+    """Only a first start that fails stops the command; a replacement that fails backs off
+    (1 s, 2 s, …) and the command goes on."""
+    failing, log = tmp_path / "failing", tmp_path / "pool.log"
+    command = [str(BIN / "python"), "-c", FLAKY, str(failing)]
+    env = {**os.environ, "JOBS_TASK_MODULES": "jobs.builtin"}  # a quicker start
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=out, env=env)
+    try:
+        wait_until(lambda: len(children(proc.pid)) == 1, 20, "the worker")
+        failing.touch()
+        os.kill(children(proc.pid)[0], signal.SIGKILL)
+        wait_until(lambda: "starting it again in 2 s" in log.read_text(), 20, "a second pause")
+        assert proc.poll() is None, log.read_text()
+        assert "w-1 (pid" in log.read_text() and "starting it again in 1 s" in log.read_text()
+        failing.unlink()
+        wait_until(lambda: len(children(proc.pid)) == 1, 20, "the worker back")
+        time.sleep(0.5)
+        assert len(children(proc.pid)) == 1 and proc.poll() is None, log.read_text()
+        proc.terminate()
+        assert proc.wait(10) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    failing.touch()  # the first start fails: the command stops
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 1, done.stderr
+    assert "w-1 (pid" in done.stderr and "during start-up; stopping the others" in done.stderr
