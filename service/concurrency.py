@@ -9,8 +9,9 @@ the first. A job over the limit is held: it stays `queued`, no attempt spent, ou
 (the worker that popped it moves on), until a job of its key ends: the worker that records
 that outcome releases the oldest held jobs that now fit and enqueues them, and the
 reconciler does the same each pass for what is left (a rescued or canceled job's slot).
-A job of a paused queue waits for the resume instead (`service.queues`), which releases
-it only if its key has room then.
+A job of a paused queue stays held until its queue is resumed (`service.queues`): one the
+pause held is released by the resume if its key has room then, one held for its key by
+the first release after the resume.
 """
 
 import json

@@ -563,8 +563,8 @@ RETURNING *
 -- name: release_held
 -- appends: event
 -- Jobs held for keys with room (of one key, or of all), the oldest first, for the caller
--- to enqueue; none of a paused queue (its resume, or the next release after it, hands
--- them back). A job released twice is delivered twice and claimed once.
+-- to enqueue; none of a paused queue (the first release after its resume takes them). A
+-- job released twice is delivered twice and claimed once.
 UPDATE jobs SET held = false, held_by = NULL, checked_at = now()
 WHERE id IN (
   SELECT h.id FROM (

@@ -104,7 +104,7 @@ def pausable(pauses: Pauses, low_share: int) -> type[Queue]:
 class Pause(enum.Enum):
     """What `hold_if_paused` found of a job's queue."""
 
-    HELD = "held"  # paused: the job is held now, until the resume
+    HELD = "held"  # paused: the job (if still queued) is held until the resume
     LIFTED = "lifted"  # paused once, not now: the claim may have met a pause lifted since
     NEVER = "never"  # never paused: a pause did not refuse the claim
 
