@@ -2,12 +2,11 @@
 
 import logging
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from service import client_cli
+from service import client_cli, lease
 
 # The engine (SQLAlchemy, Redis, RQ, pydantic-settings) is imported by the commands that
 # use it: `jobsvc --help` and the client commands answer without loading any of it.
@@ -15,8 +14,6 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 log = logging.getLogger("jobsvc")
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def get_settings() -> "Settings":
@@ -64,6 +61,7 @@ def _require_redis(settings: "Settings") -> None:
 @click.group(commands=client_cli.COMMANDS)
 def main() -> None:
     """Durable background jobs: API, workers and their tools."""
+    lease.end_with_named_parent()  # under `jobsvc run`: never outlive it
 
 
 @main.command()

@@ -59,13 +59,16 @@ class LeaseKeeper:
 
 
 _PR_SET_PDEATHSIG = 1
+# `jobsvc run` names itself to the commands it starts in this variable: each ends with it.
+PARENT_ENV = "JOBS_END_WITH_PID"
 
 
 def end_with_parent(parent: int) -> None:
     """Called in a work horse: it has its own process group, so it outlives a SIGKILLed
     main process; nobody would renew its lease then, and the job would run on beside its
     rescue. So it ends when its parent does: SIGKILL from the kernel (Linux's
-    PR_SET_PDEATHSIG; no thread in the horse), or elsewhere a thread that watches."""
+    PR_SET_PDEATHSIG; no thread in the horse), or elsewhere a thread that watches. (Also
+    called at the start of each command `jobsvc run` starts: see `end_with_named_parent`.)"""
     try:
         if _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) == 0:
             if os.getppid() != parent:  # the parent died before the request took
@@ -80,6 +83,14 @@ def end_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def end_with_named_parent() -> None:
+    """At a command's start: end with the process PARENT_ENV names, if it names one (taken
+    out of the environment, so what this process starts is not tied to that one)."""
+    parent = os.environ.pop(PARENT_ENV, "")
+    if parent.isdigit():
+        end_with_parent(int(parent))
 
 
 @functools.cache

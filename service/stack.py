@@ -6,10 +6,12 @@ dashboard, and logs one "ready" line once the API and the dashboard accept conne
 In JOBS_DEV_MODE it also starts a mail sink for `send_email` and signs callbacks with a
 development secret, so every built-in task runs without configuration.
 
-One process ending stops the others (the command exits 1, naming it). Ctrl-C or SIGTERM
-stops everything within `STOP_S` seconds: each process is asked to stop; a worker still
-running a job after `GRACE_S` stops it (as a lost worker's job, it runs again after its
-lease if it has attempts left); whatever is left is killed.
+One process ending stops the others (the command exits 1, naming it). Ctrl-C, SIGTERM or
+SIGHUP (the terminal closed) stops everything within `STOP_S` seconds: each process is
+asked to stop; a worker still running a job after `GRACE_S` stops it (as a lost worker's
+job, it runs again after its lease if it has attempts left); whatever is left is killed.
+Each process dies with this one (Linux), so a SIGKILLed `jobsvc run` leaves none behind
+holding its ports.
 """
 
 import contextlib
@@ -21,13 +23,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from service import localservers
+from service import lease, localservers
 from service.mailsink import MailSink
 from service.settings import Settings
 
@@ -39,6 +42,7 @@ READY_S = 120.0  # the API and the dashboard accept connections within this
 GRACE_S = 3.0  # a worker may finish its running job within this when stopped
 STOP_S = 6.0  # then whatever is left is killed
 API_GRACE_S = "2"  # the API's wait for open long-polls and streams when stopped
+SECRET_MIN_CHARS = 32  # a shorter dev callback secret file (an interrupted write) is made anew
 
 
 class Failed(Exception):
@@ -71,7 +75,12 @@ class Child:
 
 
 def run(settings: Settings, *, api_port: int, dashboard_port: int, workers: int) -> int:
-    """Serve until Ctrl-C or SIGTERM (0), or until a process ends (1)."""
+    """Serve until Ctrl-C, SIGTERM or SIGHUP (0), or until a process ends (1)."""
+    if not settings.dev_mode and not (settings.dashboard_username and settings.dashboard_password):
+        raise Failed(
+            "the dashboard needs JOBS_DASHBOARD_USERNAME and JOBS_DASHBOARD_PASSWORD outside "
+            "dev mode: set them, or JOBS_DEV_MODE=1 on a developer's machine"
+        )
     for what, port in (("api", api_port), ("dashboard", dashboard_port)):
         localservers.check_free(what, HOST, port)
     began = time.monotonic()
@@ -79,6 +88,7 @@ def run(settings: Settings, *, api_port: int, dashboard_port: int, workers: int)
     _on_stop_signals(lambda signum, _frame: interrupted.append(signum))
     local = localservers.ensure(settings)
     sink: MailSink | None = None
+    metrics: Path | None = None
     children = [
         Child("api", ["jobsvc", "api", "--port", str(api_port)], api_port),
         Child("worker", ["jobsvc", "worker", "--processes", str(workers)]),
@@ -86,18 +96,26 @@ def run(settings: Settings, *, api_port: int, dashboard_port: int, workers: int)
         Child("dashboard", ["jobsvc", "dashboard", "--port", str(dashboard_port)], dashboard_port),
     ]
     try:
-        env = {**os.environ, **local.env, **_shared_metrics_dir()}
+        env = {**os.environ, **local.env}
+        if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+            metrics = _metrics_dir(settings)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
         env.setdefault("JOBS_API_GRACE_S", API_GRACE_S)
         if settings.dev_mode:
             sink = _mail_sink(settings)
             env.update(_dev_env(settings, sink))
         if not interrupted:
-            _prepare_database(env)
+            _prepare_database(env, interrupted)
         if interrupted:
+            log.info("stopped before the stack started")
             return 0
+        env[lease.PARENT_ENV] = str(os.getpid())  # each ends with this process
         for child in children:
             child.proc = subprocess.Popen(
-                _bin(child.command), env=env, cwd=PROJECT_ROOT, start_new_session=True
+                _bin(child.command),
+                env=env,
+                cwd=PROJECT_ROOT,
+                start_new_session=True,  # the terminal's Ctrl-C reaches this process only
             )
         ended = _wait_ready(children, interrupted)
         if ended is None and not interrupted:
@@ -124,11 +142,13 @@ def run(settings: Settings, *, api_port: int, dashboard_port: int, workers: int)
         if sink is not None:
             sink.stop()
         local.stop()
+        if metrics is not None:
+            shutil.rmtree(metrics, ignore_errors=True)
 
 
 def _on_stop_signals(handler: Callable[[int, FrameType | None], None]) -> None:
     # Ctrl-C stops everything, even where a shell started this with SIGINT ignored.
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)
 
 
@@ -137,7 +157,14 @@ def _mail_sink(settings: Settings) -> MailSink | None:
     if {"smtp_host", "smtp_port"} & settings.model_fields_set:
         return None
     sink = MailSink(settings.data_dir.resolve() / "mail", settings.mail_sink_port)
-    sink.start()
+    try:
+        sink.start()
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("aiosmtpd"):
+            raise
+        raise Failed(
+            "the dev-mode mail sink needs aiosmtpd: install jobsvc[local] or set JOBS_SMTP_HOST"
+        ) from None
     log.info(
         "dev mode: mail sink on %s:%d for send_email; each message is kept in %s",
         HOST,
@@ -149,7 +176,7 @@ def _mail_sink(settings: Settings) -> MailSink | None:
 
 def _dev_env(settings: Settings, sink: MailSink | None) -> dict[str, str]:
     """What dev mode sets for the stack's processes: the mail sink as send_email's server,
-    a callback secret, and webhooks (callbacks too) allowed to reach this machine."""
+    a callback secret, and webhooks (callbacks too) allowed to reach loopback addresses."""
     env: dict[str, str] = {}
     if sink is not None:
         env |= {"JOBS_SMTP_HOST": HOST, "JOBS_SMTP_PORT": str(sink.port)}
@@ -157,24 +184,38 @@ def _dev_env(settings: Settings, sink: MailSink | None) -> dict[str, str]:
         path = dev_callback_secret(settings.data_dir.resolve())
         env["JOBS_CALLBACK_SECRET"] = path.read_text().strip()
         log.info("dev mode: callbacks are signed with the development secret in %s", path)
-    if "webhook_allow_private" not in settings.model_fields_set:
-        env["JOBS_WEBHOOK_ALLOW_PRIVATE"] = "true"  # a receiver on this machine
+    if not {"webhook_allow_private", "webhook_allow_loopback"} & settings.model_fields_set:
+        env["JOBS_WEBHOOK_ALLOW_LOOPBACK"] = "true"  # a receiver on this machine, nothing more
     return env
 
 
 def dev_callback_secret(data_dir: Path) -> Path:
-    """The file that holds dev mode's callback secret: made once, kept between runs."""
+    """The file that holds dev mode's callback secret: made once, kept between runs, made
+    again if it holds less than `SECRET_MIN_CHARS`."""
     path = data_dir / "callback-secret"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32) + "\n")
+    with contextlib.suppress(FileNotFoundError):
+        if len(path.read_text().strip()) >= SECRET_MIN_CHARS:
+            return path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Written whole beside it, then renamed over it: an interruption leaves no empty file.
+    fd, temp = tempfile.mkstemp(prefix=".callback-secret-", dir=data_dir)  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
     return path
 
 
-def _prepare_database(env: dict[str, str]) -> None:
+def _prepare_database(env: dict[str, str], interrupted: list[int]) -> None:
     for step in (["jobsvc", "db", "create"], ["alembic", "upgrade", "head"]):
         done = subprocess.run(_bin(step), env=env, cwd=PROJECT_ROOT, check=False)
+        if interrupted:  # Ctrl-C reached the step too: it did not fail, it was stopped
+            return
         if done.returncode != 0:
             raise Failed(f"{' '.join(step)} failed (exit {done.returncode})")
 
@@ -209,7 +250,7 @@ def _answers(port: int) -> bool:
 
 
 def _supervise(children: list[Child], interrupted: list[int]) -> Child | None:
-    """Wait until Ctrl-C or SIGTERM (None), or until a child exits (that child)."""
+    """Wait until Ctrl-C, SIGTERM or SIGHUP (None), or until a child exits (that child)."""
     while not interrupted:
         for child in children:
             if not child.running:
@@ -253,15 +294,12 @@ def _stop(children: list[Child], interrupted: list[int]) -> None:
     log.info("stopped in %.1f s", time.monotonic() - began)
 
 
-def _shared_metrics_dir() -> dict[str, str]:
-    """A fresh directory where API, worker and reconciler keep their metrics, so /metrics
-    adds them up (PROMETHEUS_MULTIPROC_DIR, unless one is set already)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return {}
-    directory = PROJECT_ROOT / ".data" / "metrics"
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    return {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+def _metrics_dir(settings: Settings) -> Path:
+    """A new directory of this run's own where API, worker and reconciler keep their
+    metrics, so /metrics adds them up; another stack's is left alone."""
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="metrics-", dir=data_dir))
 
 
 def _bin(command: list[str]) -> list[str]:

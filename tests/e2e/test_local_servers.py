@@ -51,7 +51,8 @@ def test_jobsvc_run_brings_up_its_own_servers(tmp_path: Path) -> None:
     api_port, dash_port = free_port(), free_port()
     pg_port, redis_port = free_port(), free_port()
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")} | {
+    own = ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")  # the run makes its own
+    env = {k: v for k, v in os.environ.items() if k not in own} | {
         "JOBS_LOCAL_SERVERS": "always",
         "JOBS_DEV_MODE": "1",  # as `make run` sets it
         "JOBS_DATA_DIR": str(data),
@@ -61,7 +62,6 @@ def test_jobsvc_run_brings_up_its_own_servers(tmp_path: Path) -> None:
         "JOBS_DASHBOARD_PORT": str(dash_port),
         "JOBS_WORKERS": "2",
         "JOBS_CALLBACK_BACKOFF_S": "0.2",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "PYTHONUNBUFFERED": "1",
     }
     log = tmp_path / "run.log"
@@ -123,6 +123,7 @@ def test_jobsvc_run_brings_up_its_own_servers(tmp_path: Path) -> None:
         assert f"using project-local PostgreSQL on 127.0.0.1:{pg_port}" in text
         assert f"using project-local Redis on 127.0.0.1:{redis_port}" in text
         assert "development server" not in text and "\\u001b" not in text
+        assert len(list(data.glob("metrics-*"))) == 1  # this run's own, under JOBS_DATA_DIR
 
         processes = descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal
@@ -130,6 +131,7 @@ def test_jobsvc_run_brings_up_its_own_servers(tmp_path: Path) -> None:
         assert proc.wait(20) == 0, log.read_text()[-3000:]
         assert time.monotonic() - stopping < 10, log.read_text()[-3000:]
         assert "stopped in" in log.read_text()
+        assert not list(data.glob("metrics-*"))
         poll.join(10)
         for pid in processes:
             wait_until_logged(lambda p=pid: not alive(p), 10, log)
