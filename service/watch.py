@@ -47,10 +47,15 @@ class Watcher:
         self._task = asyncio.create_task(self._listen(), name="jobs-listener")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        if self._task is None:
+            return
+        # Python 3.11's wait_for can swallow a cancel that lands as the awaited call
+        # completes: ask again until the listener has ended.
+        while not self._task.done():
             self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=0.5)
+        with suppress(asyncio.CancelledError):
+            await self._task
 
     @contextmanager
     def watching(self, job_id: UUID) -> Iterator[asyncio.Event]:
@@ -114,9 +119,11 @@ class Watcher:
             self._wake_all()  # changes while no one listened: read again
             while not lost.is_set():
                 try:
-                    await asyncio.wait_for(lost.wait(), self._check_s)
+                    async with asyncio.timeout(self._check_s):
+                        await lost.wait()
                 except TimeoutError:  # quiet: make sure the link still carries anything
-                    await asyncio.wait_for(conn.fetchval("SELECT 1"), self._timeout)
+                    async with asyncio.timeout(self._timeout):
+                        await conn.fetchval("SELECT 1")
         finally:
             self.listening.clear()
             if not conn.is_closed():
