@@ -4,7 +4,7 @@
     from service.client import JobsClient
 
     with JobsClient("http://127.0.0.1:8000", api_key="jobsvc_…") as jobs:
-        job = jobs.submit("send_email", {"to": "a@example.com", "subject": "Hi", "body": "…"})
+        job = jobs.submit("send_email", {"to": ["a@example.com"], "subject": "Hi", "text": "…"})
         done = jobs.wait(job["id"], timeout=120)   # long-polls; no tight loop
         print(done["status"], done["result"])
 

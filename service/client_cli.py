@@ -1,7 +1,7 @@
-"""`jobsvc submit`, `batch`, `status`, `list`, `events`, `cancel`, `retry`, `tasks` and
-`bulk`: jobs from the shell, through `service.client` (schedules, queues and rate limits
-are in `service.client_cli_manage`). The API's address and key come from --url/--key or
-JOBS_URL/JOBS_API_KEY."""
+"""`jobsvc submit`, `batch`, `status`, `list`, `events`, `cancel`, `retry` and `tasks`:
+jobs from the shell, through `service.client` (schedules, queues, rate limits and bulk
+operations are in `service.client_cli_manage`). The API's address and key come from
+--url/--key or JOBS_URL/JOBS_API_KEY."""
 
 import json
 import sys
@@ -22,11 +22,10 @@ from service.client_shell import (
     key_option,
     url_option,
 )
+from service.client_wire import FINAL
 
 if TYPE_CHECKING:
     from service.client import JobsClient
-
-FINAL = ("finished", "failed", "canceled")
 
 
 def _exit_for(*jobs: dict[str, Any]) -> None:
@@ -191,7 +190,7 @@ def status(job_id: str, wait_s: float, url: str, key: str | None) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
               help="jobs a page (the API's maximum: 500)")  # fmt: skip
 @click.option("--cursor", default=None, help="the page after the one that printed it")
-@click.option("--all", "every", is_flag=True, help="every page, not only the first")
+@click.option("--all-pages", is_flag=True, help="every page, not only the first")
 @click.option("--oldest", is_flag=True, help="oldest first (reads every page)")
 @json_option
 @url_option
@@ -199,7 +198,7 @@ def status(job_id: str, wait_s: float, url: str, key: str | None) -> None:
 def list_jobs(
     limit: int,
     cursor: str | None,
-    every: bool,
+    all_pages: bool,
     oldest: bool,
     as_json: bool,
     url: str,
@@ -207,7 +206,7 @@ def list_jobs(
     **filters: str | None,
 ) -> None:
     """Your jobs, newest first, one line each: id, status, task, queue, attempt, created.
-    One page unless --all; the next page's --cursor is printed on stderr."""
+    One page unless --all-pages; the next page's --cursor is printed on stderr."""
     given = {k: v for k, v in filters.items() if v is not None}
     items: list[dict[str, Any]] = []
     with connect(url, key) as jobs:
@@ -215,7 +214,7 @@ def list_jobs(
             page = jobs.list(**given, limit=limit, **({"cursor": cursor} if cursor else {}))
             items += page["items"]
             cursor = page["next_cursor"]
-            if cursor is None or not (every or oldest):
+            if cursor is None or not (all_pages or oldest):
                 break
     if oldest:
         items.reverse()
@@ -224,7 +223,7 @@ def list_jobs(
         return
     echo_lines(map(_job_line, items), "no jobs" + (" match the filters" if given else ""))
     if cursor is not None:
-        click.echo(f"more: jobsvc list … --cursor {cursor} (or --all)", err=True)
+        click.echo(f"more: jobsvc list … --cursor {cursor} (or --all-pages)", err=True)
 
 
 def _job_line(job: dict[str, Any]) -> str:
@@ -349,45 +348,5 @@ def _default(spec: dict[str, Any]) -> str:
     return f" = {json.dumps(spec['default'])}" if "default" in spec else " (optional)"
 
 
-@click.command(short_help="Cancel or retry the jobs a filter selects.")
-@click.argument("action", type=click.Choice(["cancel", "retry"]))
-@click.option("--status", type=click.Choice(STATUSES), default=None)
-@click.option("--task", default=None)
-@click.option("--queue", default=None)
-@click.option("--created-after", default=None, help="ISO 8601 with a timezone")
-@click.option("--created-before", default=None, help="ISO 8601 with a timezone")
-@click.option("--owner", default=None, help="an admin's filter: one client's jobs")
-@click.option("--all", "every", is_flag=True, help="no filter: every job, on purpose")
-@click.option("--limit", type=int, default=None, help="the most jobs changed")
-@click.option("--dry-run", is_flag=True, help="count the jobs and show some; change nothing")
-@url_option
-@key_option
-def bulk(
-    action: str,
-    every: bool,
-    dry_run: bool,
-    limit: int | None,
-    url: str,
-    key: str | None,
-    **filters: Any,
-) -> None:
-    """Cancel or retry every job the filters select (as GET /jobs'); prints the count,
-    how many changed and a sample. With no filter it asks for --all."""
-    given = {k: v for k, v in filters.items() if v is not None}
-    if not given and not every:
-        fail(
-            f"bulk {action} with no filter would {action} every job of yours: "
-            "name a filter (--status, --task, --queue, --created-after, --created-before), "
-            "or pass --all to mean every job"
-        )
-    if every:
-        given["all"] = True
-    if limit is not None:
-        given["limit"] = limit
-    with connect(url, key) as jobs:
-        run = jobs.cancel_many if action == "cancel" else jobs.retry_many
-        echo_json(run(dry_run=dry_run, **given))
-
-
-COMMANDS = [submit, batch, status, list_jobs, events, cancel, retry, tasks, bulk]
+COMMANDS = [submit, batch, status, list_jobs, events, cancel, retry, tasks]
 COMMANDS += client_cli_manage.COMMANDS

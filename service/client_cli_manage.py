@@ -1,14 +1,19 @@
-"""`jobsvc schedules …`, `queues …` and `rate-limits …`: cron schedules (by name or id),
-queues and shared limiters from the shell, through `service.client`."""
+"""`jobsvc schedules …`, `queues …`, `rate-limits …` and `bulk …`: cron schedules (by name
+or id), queues, shared limiters and cancel or retry by filter from the shell, through
+`service.client`."""
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
+from service import bulk_filters
 from service.client_shell import (
+    STATUSES,
     connect,
     echo_json,
     echo_lines,
+    fail,
     json_object,
     json_option,
     key_option,
@@ -211,4 +216,62 @@ def rate_limits_delete(name: str, url: str, key: str | None) -> None:
     click.echo(f"limiter {name} deleted", err=True)
 
 
-COMMANDS = [schedules, queues, rate_limits]
+C = TypeVar("C", bound=Callable[..., Any])
+
+# Each bulk filter is an option of `jobsvc bulk`: a text by default, or as said here.
+_FILTER_OPTIONS: dict[str, dict[str, Any]] = {
+    "status": {"type": click.Choice(STATUSES)},
+    "created_after": {"help": "ISO 8601 with a timezone"},
+    "created_before": {"help": "ISO 8601 with a timezone"},
+    "owner": {"help": "an admin's filter: one client's jobs"},
+}
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _filter_options(command: C) -> C:
+    """An option for each of the API's bulk filters (`service.bulk_filters`), in its order."""
+    for name in reversed(bulk_filters.FILTERS):
+        option = click.option(_option(name), default=None, **_FILTER_OPTIONS.get(name, {}))
+        command = option(command)
+    return command
+
+
+@click.command(short_help="Cancel or retry the jobs a filter selects.")
+@click.argument("action", type=click.Choice(["cancel", "retry"]))
+@_filter_options
+@click.option("--all", "every", is_flag=True, help="no filter: every job, on purpose")
+@click.option("--limit", type=int, default=None, help="the most jobs changed")
+@click.option("--dry-run", is_flag=True, help="count the jobs and show some; change nothing")
+@url_option
+@key_option
+def bulk(
+    action: str,
+    every: bool,
+    dry_run: bool,
+    limit: int | None,
+    url: str,
+    key: str | None,
+    **filters: Any,
+) -> None:
+    """Cancel or retry every job the filters select (as GET /jobs'); prints the count,
+    how many changed and a sample. With no filter it asks for --all."""
+    given = {k: v for k, v in filters.items() if v is not None}
+    if not given and not every:
+        fail(
+            f"bulk {action} with no filter would {action} every job of yours: "
+            f"name a filter ({', '.join(_option(name) for name in bulk_filters.FILTERS)}), "
+            "or pass --all to mean every job"
+        )
+    if every:
+        given["all"] = True
+    if limit is not None:
+        given["limit"] = limit
+    with connect(url, key) as jobs:
+        run = jobs.cancel_many if action == "cancel" else jobs.retry_many
+        echo_json(run(dry_run=dry_run, **given))
+
+
+COMMANDS = [schedules, queues, rate_limits, bulk]

@@ -75,7 +75,7 @@ def problem_lines(status_code: int, detail: Any) -> list[str]:
     if isinstance(detail, list) and detail:
         lines = [line for item in detail for line in _field_lines(item, "")]
         return [f"the API answered {status_code}: the request is not valid:", *lines]
-    text = detail if isinstance(detail, str) else json.dumps(detail)
+    text = "" if detail is None else detail if isinstance(detail, str) else json.dumps(detail)
     first = text.strip().splitlines()[0] if text.strip() else "(no message)"
     return [f"the API answered {status_code}: {first[:500]}"]
 

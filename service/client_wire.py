@@ -1,12 +1,17 @@
 """What both clients send and read: request bodies, errors, long-poll slices, Server-Sent
-Events, schedule names."""
+Events, schedule names.
+
+Light to import (httpx only for type checking): the shell commands take `FINAL` from here
+before any request is made.
+"""
 
 import json
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 FINAL = frozenset({"finished", "failed", "canceled"})
 LONG_POLL_S = 60.0  # the most the API holds one request
@@ -67,24 +72,31 @@ def key_header(idempotency_key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": idempotency_key} if idempotency_key else {}
 
 
-def result(response: httpx.Response) -> Any:
+def result(response: "httpx.Response") -> Any:
     """The answer's JSON (None for a 204); a JobsError for an error answer."""
     if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail")
-        except ValueError:
-            detail = response.text
-        raise JobsError(response.status_code, detail)
+        raise JobsError(response.status_code, _detail(response))
     return None if response.status_code == 204 else response.json()
 
 
-def one(response: httpx.Response) -> dict[str, Any]:
+def _detail(response: "httpx.Response") -> Any:
+    """The API's `detail`; where the body has none (a proxy's page, JSON of another shape),
+    the body's text, trimmed."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return response.text.strip() if detail is None else detail
+
+
+def one(response: "httpx.Response") -> dict[str, Any]:
     """An answer that is one object."""
     found: dict[str, Any] = result(response)
     return found
 
 
-def many(response: httpx.Response) -> list[dict[str, Any]]:
+def many(response: "httpx.Response") -> list[dict[str, Any]]:
     """An answer that is a list of objects."""
     found: list[dict[str, Any]] = result(response)
     return found

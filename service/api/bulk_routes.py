@@ -3,7 +3,7 @@ filters select (the work is in `service.bulk`)."""
 
 from fastapi import APIRouter, Request
 
-from service import bulk, errors, listing
+from service import bulk, bulk_filters, errors, listing
 from service.api.deps import ConnDep, LimitedClientDep, RedisDep, SettingsDep
 from service.keys import Client
 from service.schemas import BulkIn, BulkOut, JobOut, problems
@@ -21,15 +21,12 @@ _errors = problems(
 )
 
 
-_FILTERS = ("status", "task", "queue", "created_after", "created_before", "owner")
-
-
 def _where(body: BulkIn, client: Client) -> listing.ListFilter:
-    named = [name for name in _FILTERS if getattr(body, name) is not None]
+    named = [name for name in bulk_filters.FILTERS if getattr(body, name) is not None]
     if not named and not body.all:
         raise errors.OptionInvalid(
-            "no filter: name at least one (status, task, queue, created_after, created_before;"
-            ' owner for an admin), or send "all": true to act on every job on purpose'
+            f"no filter: name at least one ({', '.join(bulk_filters.FILTERS)}),"
+            ' or send "all": true to act on every job on purpose'
         )
     if named and body.all:
         raise errors.OptionInvalid(
