@@ -38,6 +38,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from bench.claims import claims  # noqa: E402
+from bench.shell import shell_commands  # noqa: E402
 from service.localservers import free_port  # noqa: E402
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -60,6 +61,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "quick": True,
     },
 }
+PARTS = ("submit", "batch", "workers", "claims", "end-to-end", "scale", "memory", "shell")
 BENCH_DB = "jobsvc_bench"
 BENCH_REDIS_DB = 11
 ECHO = {"task": "echo", "args": {"value": 1}}
@@ -680,13 +682,11 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["submit", "batch", "workers", "claims", "end-to-end", "scale", "memory"],
+        choices=PARTS,
         help="run these scenarios only (scale needs submit)",
     )
     args = parser.parse_args()
-    chosen = set(
-        args.only or ["submit", "batch", "workers", "claims", "end-to-end", "scale", "memory"]
-    )
+    chosen = set(args.only or PARTS)
     started = time.perf_counter()
     print(f"  {'scenario':<38} {'value':>10} {'':<7} {'baseline':>10} {'ratio':>7}  target")
     with bench_session(args.size, args.database, args.redis_db) as bench:
@@ -703,6 +703,8 @@ def main() -> None:
             scale(bench, empty)
         if "memory" in chosen:
             memory(bench)
+        if "shell" in chosen:
+            shell_commands(bench, Scenario)
         report = {
             "machine": machine(),
             "size": args.size,

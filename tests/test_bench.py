@@ -18,7 +18,7 @@ SCENARIOS = {
     "submit", "submit p99", "submit p99 at 240/s", "poll", "batch submit", "worker forking",
     "worker simple", "claim, no key", "claim, concurrency key", "claim, rate limiter",
     "end-to-end p50 (forking)", "end-to-end p50 (simple)", "listing p99, deep cursor, 4 clients",
-    "API peak RSS", "worker peak RSS",
+    "API peak RSS", "worker peak RSS", "jobsvc --help", "jobsvc tasks",
 }  # fmt: skip
 
 
