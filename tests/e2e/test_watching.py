@@ -172,6 +172,7 @@ def test_500_concurrent_long_polls_return_within_a_second_of_their_jobs(
                 text(
                     "SELECT count(*), count(*) FILTER (WHERE state NOT LIKE 'idle%')"
                     " FROM pg_stat_activity WHERE application_name = 'jobsvc-api'"
+                    " AND datname = current_database()"  # not another test run's API
                 )
             ).one()
         return int(total), int(busy)
