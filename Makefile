@@ -12,6 +12,11 @@ UV := .tools/uv/bin/uv
 export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Bytecode compiled once at install, for the venv and the project's own code: every process
+# a test starts (hundreds) then loads it instead of compiling its imports again, which it
+# would do each time where PYTHONDONTWRITEBYTECODE is set (about 2.5 s of CPU against 1.0).
+export UV_COMPILE_BYTECODE := 1
+COMPILE := $(BIN)/python -m compileall -q
 
 .PHONY: run test test-latest soak lint format lock lock-check install install-dev test-tools \
 	clean bench
@@ -24,10 +29,12 @@ $(UV):
 # `make test` stay, so a stack started during a test run does not pull pytest from it).
 install: $(UV)
 	$(UV) sync --frozen --inexact --no-dev --extra local
+	$(COMPILE) service jobs migrations
 
 # The test suite's Python tools, and the programs its tests drive (Debian packages).
 install-dev: $(UV) test-tools
 	$(UV) sync --frozen --extra local
+	$(COMPILE) service jobs migrations tests bench
 
 test-tools:
 	@command -v wrk >/dev/null || apt-get install -y -q wrk || echo "no wrk: make bench needs it"
