@@ -84,13 +84,7 @@ def submit(
     }
     options = {k: v for k, v in given.items() if v is not None}
     with connect(url, key) as jobs:
-        job = jobs.submit(task, args, idempotency_key=idempotency_key, **options)
-        if not wait_:
-            echo_json(job)
-            return
-        final = _follow(jobs, job)
-    echo_json(final)
-    _exit_for(final)
+        _show(jobs, jobs.submit(task, args, idempotency_key=idempotency_key, **options), wait_)
 
 
 @click.command(short_help="Submit a batch or workflow from a file.")
@@ -122,6 +116,16 @@ def batch(workflow: Any, wait_: bool, url: str, key: str | None) -> None:
     click.echo(f"{len(final)} jobs final: {summary}", err=True)
     echo_json(out)
     _exit_for(*final.values())
+
+
+def _show(jobs: "JobsClient", job: dict[str, Any], wait_: bool) -> None:
+    """Print the job; with --wait, follow it first and exit by its final status."""
+    if not wait_:
+        echo_json(job)
+        return
+    final = _follow(jobs, job)
+    echo_json(final)
+    _exit_for(final)
 
 
 def _follow(jobs: "JobsClient", job: dict[str, Any]) -> dict[str, Any]:
@@ -271,13 +275,7 @@ def _event_line(event: dict[str, Any]) -> str:
 def retry(job_id: str, wait_: bool, url: str, key: str | None) -> None:
     """Run the failed or canceled job JOB_ID again (a new attempt); prints the job."""
     with connect(url, key) as jobs:
-        job = jobs.retry(job_id)
-        if not wait_:
-            echo_json(job)
-            return
-        final = _follow(jobs, job)
-    echo_json(final)
-    _exit_for(final)
+        _show(jobs, jobs.retry(job_id), wait_)
 
 
 @click.command(short_help="Cancel a job.")
