@@ -7,7 +7,6 @@ import signal
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ import pytest
 from service import signing
 from service.localservers import LocalPostgres, LocalRedis, free_port, port_open
 from tests.e2e.conftest import BIN, FINAL, children
+from tests.support import QuietHandler, loopback_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -147,29 +147,25 @@ def test_jobsvc_run_brings_up_its_own_servers(tmp_path: Path) -> None:
 
 
 class Receiver:
-    """A loopback HTTP server that keeps each callback's signature and body."""
+    """A loopback HTTP server (`loopback_server`) that keeps each callback's signature and
+    body."""
 
     def __init__(self) -> None:
         bodies: list[tuple[str, bytes]] = []
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 bodies.append((self.headers[signing.HEADER], body))
                 self.send_response(204)
                 self.end_headers()
 
-            def log_message(self, *args: object) -> None:
-                pass
-
         self.bodies = bodies
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._serving = loopback_server(Handler)
+        self.url = self._serving.__enter__()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.__exit__(None, None, None)
 
 
 def long_poll(base_url: httpx.URL, job_id: str) -> None:
